@@ -1,0 +1,39 @@
+"""The Channel protocol: how an outbox batch leaves the building.
+
+A channel receives a batch of outbox rows that share one body (the dispatcher groups them)
+and reports, per row, whether the far side confirmed it, refused it for good, or failed in a
+way worth retrying. It never marks rows itself: the dispatcher does, after the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.models import OutboxMessage
+
+
+@dataclass
+class SendOutcome:
+    delivered: set[int] = field(default_factory=set)
+    """Outbox ids the far side confirmed."""
+    rejected: dict[int, str] = field(default_factory=dict)
+    """Outbox ids refused for good (e.g. WeCom's invaliduser), with the reason."""
+    retry: dict[int, str] = field(default_factory=dict)
+    """Outbox ids to try again later (rate limit, timeout, server error), with the reason."""
+
+    def merge(self, other: SendOutcome) -> None:
+        self.delivered |= other.delivered
+        self.rejected.update(other.rejected)
+        self.retry.update(other.retry)
+
+
+class Channel(Protocol):
+    """A way out. ``max_batch`` rows with the same body may be handed over at once."""
+
+    name: str
+    max_batch: int
+
+    async def send(self, batch: list[OutboxMessage]) -> SendOutcome: ...
+
+    async def aclose(self) -> None: ...

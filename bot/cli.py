@@ -1,0 +1,220 @@
+"""The ``mofan`` command line (DESIGN §4.1). Imports stay inside commands: start-up is paid per use."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.runtime import Runtime
+
+app = typer.Typer(
+    help="模范机关党建助手 Mofan Bot — Party branch routine in WeCom / 政务微信.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Load data from files.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+class State:
+    config: str | None = None
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def settings() -> Settings:
+    from bot.config import ConfigError, load_settings
+
+    try:
+        return load_settings(State.config)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def runtime(s: Settings | None = None) -> Runtime:
+    from bot.runtime import Runtime
+
+    return Runtime(settings=s or settings())
+
+
+def require_schema(rt: Runtime) -> None:
+    """Refuse to run on a database that is missing or behind the code's migrations."""
+    from bot.db import current_revision, head_revision
+
+    try:
+        current = current_revision(rt.engine)
+    except Exception as exc:
+        raise fail(f"cannot open the database {_safe_url(rt.settings.database.url)}: {exc}") from None
+    if current is None:
+        raise fail("The database is empty. Run `mofan init` (or `mofan init --demo`) first.")
+    if current != head_revision():
+        raise fail(
+            f"The database schema is at {current}, the code needs {head_revision()}. "
+            "Run `mofan db upgrade` first."
+        )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Optional[str],  # noqa: UP045  (typer needs Optional here on 3.11)
+        typer.Option("--config", help="Config file (else $MOFAN_CONFIG, else ./mofan.toml)."),
+    ] = None,
+) -> None:
+    State.config = config
+
+
+@app.command()
+def init(demo: Annotated[bool, typer.Option("--demo", help="Also load a demo bureau.")] = False) -> None:
+    """Create the database and apply migrations; --demo loads a demo bureau."""
+    from bot.db import session_scope, upgrade
+
+    rt = runtime()
+    try:
+        upgrade(rt.engine)
+    except Exception as exc:
+        raise fail(f"cannot migrate {_safe_url(rt.settings.database.url)}: {exc}") from None
+    typer.echo(f"database ready: {_safe_url(rt.settings.database.url)}")
+    if demo:
+        from bot.demo import load_demo
+
+        with session_scope(rt.engine) as session:
+            load_demo(session=session, now=rt.clock.now())
+        typer.echo("demo bureau loaded: try `mofan chat --as zhangwei 帮助`")
+
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (run once before starting workers)."""
+    from bot.db import current_revision, upgrade
+
+    rt = runtime()
+    before = current_revision(rt.engine)
+    upgrade(rt.engine)
+    typer.echo(f"schema: {before or '(empty)'} -> {current_revision(rt.engine)}")
+
+
+@import_app.command("members")
+def import_members(
+    file: Annotated[Path, typer.Argument(help="Roster .xlsx (sheet 党员) or .csv")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change.")] = False,
+) -> None:
+    """Load the roster (DESIGN §4.4); all or nothing."""
+    from bot.db import session_scope
+    from bot.roster import import_roster
+
+    if not file.exists():
+        raise fail(f"file not found: {file}")
+    rt = runtime()
+    require_schema(rt)
+    with session_scope(rt.engine) as session:
+        report = import_roster(session=session, path=file, dry_run=dry_run, now=rt.clock.now())
+    for line in report.summary_lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _resolve_user(rt: Runtime, who: str) -> str:
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from bot import messages
+    from bot.models import Member, Org
+
+    with Session(rt.engine) as session:
+        if session.execute(select(Member.id).where(Member.userid == who)).first():
+            return who
+        rows = session.execute(
+            select(Member.userid, Member.name, Org.name)
+            .join(Org, Org.id == Member.branch_id)  # type: ignore[arg-type]
+            .where(Member.name == who.strip(), Member.active)
+        ).all()
+    if len(rows) == 1:
+        return str(rows[0][0])
+    if not rows:
+        # Unknown people still go through the router, which refuses them politely.
+        return who
+    listing = "；".join(f"{uid}（{branch}）" for uid, _, branch in rows)
+    raise fail(messages.AMBIGUOUS_USER.format(name=who, candidates=listing))
+
+
+@app.command()
+def chat(
+    as_user: Annotated[str, typer.Option("--as", help="WeCom userid or a unique name.")],
+    text: Annotated[Optional[list[str]], typer.Argument(help="What to say; omit for a prompt.")] = None,  # noqa: UP045
+) -> None:
+    """Talk to the bot as USER through the same router, and print the reply."""
+    rt = runtime()
+    require_schema(rt)
+    userid = _resolve_user(rt, as_user)
+
+    async def say(line: str) -> None:
+        from bot.router import Inbound
+
+        reply = await rt.router.handle(Inbound(userid=userid, text=line, channel="console"))
+        typer.echo(reply.text)
+        await rt.dispatcher.drain()
+
+    async def session_loop() -> None:
+        if text:
+            await say(" ".join(text))
+            return
+        typer.echo(f"以 {userid} 的身份对话；空行或 Ctrl-D 退出。")
+        while True:
+            try:
+                line = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                break
+            if not line.strip():
+                break
+            await say(line)
+
+    asyncio.run(session_loop())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Serve only.")] = False,
+) -> None:
+    """The HTTP callback server, with the scheduler in the same process."""
+    import uvicorn
+
+    from bot.app import create_app
+    from bot.logs import setup_logging
+
+    setup_logging()
+    rt = runtime()
+    require_schema(rt)
+    api = create_app(rt, scheduler=not no_scheduler)
+    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs shutdown.
+    uvicorn.run(api, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

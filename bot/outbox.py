@@ -1,0 +1,263 @@
+"""The outbox: the single way out for every message.
+
+A message is a row first (unique idempotency key, so enqueueing twice is a no-op), then a
+dispatcher delivers it: **claim** with a compare-and-set lease (``UPDATE … WHERE
+status='pending' … RETURNING``; on SQLite ``FOR UPDATE`` silently does nothing, so the
+condition in the UPDATE is what makes a claim exclusive), **send** through the channel, and
+**mark** sent only after the channel confirms. A claim whose lease expired (the worker
+died) is taken again; a failure is retried with exponential backoff and given up after
+``outbox.max_attempts`` tries, with the reason kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from bot.channels.base import Channel, SendOutcome
+from bot.clock import Clock
+from bot.config import OutboxSettings
+from bot.models import OutboxMessage
+
+log = logging.getLogger("mofan.outbox")
+
+PENDING, CLAIMED, SENT, FAILED = "pending", "claimed", "sent", "failed"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to enqueue: one recipient, one body, one idempotency key."""
+
+    key: str
+    recipient: str
+    body: dict[str, Any]
+    due_at: datetime
+    channel: str = "wecom"
+    rule: str = ""
+
+
+def text_body(text: str) -> dict[str, Any]:
+    return {"msgtype": "text", "text": text}
+
+
+def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime) -> int:
+    """Insert the messages whose key is new; returns how many were new.
+
+    Runs in the caller's transaction, so a business change and the messages it causes are
+    committed together (the transactional outbox).
+    """
+    rows = [
+        {
+            "key": o.key,
+            "rule": o.rule,
+            "channel": o.channel,
+            "recipient": o.recipient,
+            "body": o.body,
+            "due_at": o.due_at,
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for o in items
+    ]
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    added = 0
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        stmt = insert(OutboxMessage).values(chunk).on_conflict_do_nothing(index_elements=["key"])
+        result = session.execute(stmt.returning(OutboxMessage.id))  # type: ignore[attr-defined]
+        added += len(result.all())
+    return added
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Dispatcher:
+    """Claims due rows, hands them to their channel in batches, and marks the outcome."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        channels: dict[str, Channel],
+        clock: Clock,
+        settings: OutboxSettings,
+        worker_id: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.channels = channels
+        self.clock = clock
+        self.settings = settings
+        self.worker_id = worker_id or _worker_id()
+
+    def claim(self, limit: int | None = None) -> list[OutboxMessage]:
+        """Take up to ``limit`` due rows with a lease, exclusively (compare-and-set)."""
+        now = self.clock.now()
+        lease = now + timedelta(seconds=self.settings.lease_seconds)
+        claimable = or_(
+            and_(OutboxMessage.status == PENDING, OutboxMessage.due_at <= now),  # type: ignore[arg-type]
+            and_(OutboxMessage.status == CLAIMED, OutboxMessage.claimed_until < now),  # type: ignore[arg-type,operator]
+        )
+        ids = (
+            select(OutboxMessage.id)
+            .where(claimable)
+            .order_by(OutboxMessage.due_at, OutboxMessage.id)  # type: ignore[arg-type]
+            .limit(limit or self.settings.batch_size)
+        )
+        if self.engine.dialect.name == "postgresql":
+            ids = ids.with_for_update(skip_locked=True)
+        stmt = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids.scalar_subquery()), claimable)  # type: ignore[union-attr]
+            .values(
+                status=CLAIMED,
+                claimed_until=lease,
+                claimed_by=self.worker_id,
+                attempts=OutboxMessage.attempts + 1,
+            )
+            .returning(OutboxMessage)
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = list(session.execute(stmt).scalars().all())
+            session.commit()
+        return rows
+
+    async def run_once(self, limit: int | None = None) -> DispatchReport:
+        """One pass: claim what is due, send it grouped by channel and body, mark it."""
+        report = DispatchReport()
+        rows = self.claim(limit)
+        report.claimed = len(rows)
+        if not rows:
+            return report
+        groups: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
+        for row in rows:
+            groups[(row.channel, _body_key(row.body))].append(row)
+        outcome = SendOutcome()
+        for (channel_name, _), batch in groups.items():
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                outcome.rejected.update({m.id: f"no channel {channel_name!r}" for m in batch})  # type: ignore[misc]
+                continue
+            for start in range(0, len(batch), channel.max_batch):
+                part = batch[start : start + channel.max_batch]
+                try:
+                    outcome.merge(await channel.send(part))
+                except Exception as exc:  # a channel bug must not strand the batch
+                    log.exception("channel %s failed", channel_name)
+                    outcome.retry.update({m.id: f"{type(exc).__name__}: {exc}" for m in part})  # type: ignore[misc]
+        self._mark(rows, outcome, report)
+        return report
+
+    async def drain(self, *, max_passes: int = 1000) -> DispatchReport:
+        """Run passes until nothing due is left (tests, ``mofan simulate``)."""
+        total = DispatchReport()
+        for _ in range(max_passes):
+            r = await self.run_once()
+            if not r.claimed:
+                break
+            total.claimed += r.claimed
+            total.sent += r.sent
+            total.retried += r.retried
+            total.failed += r.failed
+        return total
+
+    def _mark(self, rows: Sequence[OutboxMessage], outcome: SendOutcome, report: DispatchReport) -> None:
+        now = self.clock.now()
+        by_id = {r.id: r for r in rows}
+        with Session(self.engine) as session:
+            owned = and_(OutboxMessage.status == CLAIMED, OutboxMessage.claimed_by == self.worker_id)  # type: ignore[arg-type]
+            if outcome.delivered:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(outcome.delivered), owned)  # type: ignore[union-attr]
+                    .values(status=SENT, sent_at=now, claimed_until=None, last_error=None)
+                )
+                report.sent += len(outcome.delivered)
+            for mid, reason in outcome.rejected.items():
+                self._fail(session, mid, reason, owned)
+                report.failed += 1
+            for mid, reason in outcome.retry.items():
+                row = by_id.get(mid)
+                if row is None:
+                    continue
+                if row.attempts >= self.settings.max_attempts:
+                    self._fail(session, mid, f"gave up after {row.attempts} tries: {reason}", owned)
+                    report.failed += 1
+                    continue
+                delay = min(
+                    self.settings.backoff_seconds * 2 ** (row.attempts - 1),
+                    self.settings.backoff_max_seconds,
+                )
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == mid, owned)
+                    .values(
+                        status=PENDING,
+                        due_at=now + timedelta(seconds=delay),
+                        claimed_until=None,
+                        last_error=reason[:500],
+                    )
+                )
+                report.retried += 1
+                report.errors[reason[:80]] = report.errors.get(reason[:80], 0) + 1
+            # Rows the channel said nothing about stay claimed; their lease runs out and
+            # another pass takes them again — never silently dropped.
+            session.commit()
+        if report.failed or report.retried:
+            log.warning(
+                "outbox pass: sent=%d retried=%d failed=%d", report.sent, report.retried, report.failed
+            )
+
+    @staticmethod
+    def _fail(session: Session, mid: int, reason: str, owned: Any) -> None:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == mid, owned)
+            .values(status=FAILED, claimed_until=None, last_error=reason[:500])
+        )
+
+
+def _body_key(body: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)
+
+
+def outbox_depth(session: Session, *, now: datetime) -> tuple[int, float | None]:
+    """(pending or claimed count, age in seconds of the oldest due one) for /readyz and metrics."""
+    waiting = or_(OutboxMessage.status == PENDING, OutboxMessage.status == CLAIMED)  # type: ignore[arg-type]
+    count, oldest = session.execute(
+        select(func.count(), func.min(OutboxMessage.due_at)).where(waiting)
+    ).one()
+    if oldest is None:
+        return int(count), None
+    if oldest.tzinfo is None:
+        from datetime import UTC
+
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(count), max(0.0, (now - oldest).total_seconds())

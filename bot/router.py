@@ -1,0 +1,238 @@
+"""The router: who is speaking, what they asked, which handler answers.
+
+Handlers live in ``handlers/`` and each exposes ``COMMANDS``: a tuple of :class:`Command`
+(keywords, roles, usage line, ``async handle(msg, ctx)``). ``handlers.HANDLERS`` orders the
+modules; order is priority, help is last. Matching is a pure function of the text.
+
+The router gives every handler a :class:`Context`: the session (one transaction for the
+message), the clock, the settings, the sender as a ``Member`` with roles and scope, and
+``reply`` / ``send`` (which goes through the outbox).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from bot import messages
+from bot.clock import Clock
+from bot.config import Settings
+from bot.models import Member, Org
+from bot.outbox import Outgoing, enqueue, text_body
+from bot.roles import ROLE_LABELS, Role, roles_of
+from bot.text import normalize
+
+log = logging.getLogger("mofan.router")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message from a person, whatever channel it came by."""
+
+    userid: str
+    text: str
+    channel: str = "console"
+    msg_id: str | None = None
+    event_key: str | None = None
+    """A menu click or a card button's key (签到:12, 收到:5 …)."""
+    task_id: str | None = None
+    response_code: str | None = None
+
+    @property
+    def normalized(self) -> str:
+        return normalize(self.text)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a handler receives: the inbound message and the words after the keyword."""
+
+    inbound: Inbound
+    keyword: str
+    args: str
+    """Normalised text after the keyword, stripped."""
+
+
+Handle = Callable[[Request, "Context"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    keywords: tuple[str, ...]
+    roles: frozenset[Role]
+    usage: str
+    handle: Handle
+    exact: bool = False
+    """Match only the keyword alone (收到 vs 收到通知…)."""
+
+    def match(self, text: str) -> str | None:
+        """The keyword that ``text`` starts with, or None. Longest keyword wins."""
+        for kw in sorted(self.keywords, key=len, reverse=True):
+            if text == kw:
+                return kw
+            if not self.exact and text.startswith(kw):
+                return kw
+        return None
+
+
+@dataclass
+class Context:
+    session: Session
+    clock: Clock
+    settings: Settings
+    sender: Member
+    roles: frozenset[Role]
+    branch: Org
+    channel: str = "console"
+    replies: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Channel-specific reply parts (a card update) that handlers may set."""
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def reply(self, text: str) -> None:
+        self.replies.append(text)
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+    def send(
+        self,
+        recipients: Sequence[Member],
+        text: str | None = None,
+        *,
+        key: str,
+        body: dict[str, Any] | None = None,
+        rule: str = "chat",
+        due_at: datetime | None = None,
+    ) -> int:
+        """Queue a message to each recipient through the outbox (``key`` is suffixed per person)."""
+        payload = body or text_body(text or "")
+        items = [
+            Outgoing(
+                key=f"{key}:{m.userid}",
+                recipient=m.userid,
+                body=payload,
+                due_at=due_at or self.now,
+                channel="wecom",
+                rule=rule,
+            )
+            for m in recipients
+        ]
+        return enqueue(self.session, items, now=self.now)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def commands(modules: Sequence[ModuleType] | None = None) -> list[Command]:
+    if modules is None:
+        from handlers import HANDLERS
+
+        modules = HANDLERS
+    return [c for mod in modules for c in mod.COMMANDS]
+
+
+def find_command(
+    text: str, roles: frozenset[Role], table: Sequence[Command]
+) -> tuple[Command | None, str | None, Command | None]:
+    """(command the sender may use, its keyword, a matching command they may not use)."""
+    forbidden = None
+    for cmd in table:
+        kw = cmd.match(text)
+        if kw is None:
+            continue
+        if cmd.roles & roles:
+            return cmd, kw, None
+        forbidden = forbidden or cmd
+    return None, None, forbidden
+
+
+def who_may(cmd: Command) -> str:
+    return "、".join(ROLE_LABELS[r] for r in Role if r in cmd.roles)
+
+
+def usage_for(roles: frozenset[Role], table: Sequence[Command] | None = None) -> list[str]:
+    """The usage lines of the commands a person with ``roles`` may use, in priority order."""
+    seen: list[str] = []
+    for cmd in table if table is not None else commands():
+        if cmd.roles & roles and cmd.usage and cmd.usage not in seen:
+            seen.append(cmd.usage)
+    return seen
+
+
+def find_member(session: Session, userid: str) -> Member | None:
+    return session.execute(select(Member).where(Member.userid == userid)).scalar_one_or_none()
+
+
+class Router:
+    """Routes one inbound message to one handler inside one transaction."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        settings: Settings,
+        table: Sequence[Command] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.settings = settings
+        self.table = list(table) if table is not None else commands()
+
+    async def handle(self, msg: Inbound) -> Reply:
+        with Session(self.engine, expire_on_commit=False) as session:
+            member = find_member(session, msg.userid)
+            if member is None or not member.active:
+                # Nothing is recorded for strangers: one polite refusal.
+                return Reply(messages.NOT_ON_ROSTER)
+            branch = session.get(Org, member.branch_id)
+            assert branch is not None
+            ctx = Context(
+                session=session,
+                clock=self.clock,
+                settings=self.settings,
+                sender=member,
+                roles=roles_of(member),
+                branch=branch,
+                channel=msg.channel,
+            )
+            text = msg.event_key or msg.normalized
+            try:
+                await self._dispatch(text, msg, ctx)
+                session.commit()
+            except Exception:
+                session.rollback()
+                log.exception("handler failed for %s", msg.userid)
+                return Reply(messages.INTERNAL_ERROR)
+            return Reply("\n".join(ctx.replies), dict(ctx.extras))
+
+    async def _dispatch(self, text: str, msg: Inbound, ctx: Context) -> None:
+        if not text:
+            ctx.reply(messages.EMPTY_MESSAGE)
+            return
+        cmd, kw, forbidden = find_command(text, ctx.roles, self.table)
+        if cmd is None or kw is None:
+            if forbidden is not None:
+                ctx.reply(messages.FORBIDDEN.format(command=forbidden.keywords[0], who=who_may(forbidden)))
+                return
+            from handlers.help import help_text
+
+            ctx.reply(messages.UNKNOWN_COMMAND.format(text=text[:20]))
+            ctx.reply(help_text(ctx.sender, ctx.roles, self.table))
+            return
+        await cmd.handle(Request(inbound=msg, keyword=kw, args=text[len(kw) :].strip()), ctx)

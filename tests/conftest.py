@@ -1,0 +1,96 @@
+"""Shared fixtures: a migrated database (SQLite, or PostgreSQL via MOFAN_TEST_DATABASE_URL),
+a fixed clock, settings and an assembled runtime."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import Session, SQLModel
+
+from bot.clock import SHANGHAI, FixedClock
+from bot.config import Settings, load_settings
+from bot.db import make_engine, upgrade
+from bot.runtime import Runtime
+
+PG_URL = os.environ.get("MOFAN_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def _template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | Path]:
+    """Migrate once per run: a SQLite file to copy, or the PostgreSQL database itself."""
+    if PG_URL:
+        engine = make_engine(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        upgrade(engine)
+        engine.dispose()
+        yield PG_URL
+        return
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    yield path
+
+
+@pytest.fixture
+def db_url(_template_db: str | Path, tmp_path: Path) -> Iterator[str]:
+    if PG_URL:
+        engine = make_engine(PG_URL)
+        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        yield PG_URL
+        return
+    target = tmp_path / "mofan.db"
+    # The backup API copies a WAL database consistently (a file copy could miss the WAL).
+    with sqlite3.connect(_template_db) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    yield f"sqlite:///{target}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    # A Wednesday morning, inside the send window, on a workday.
+    return FixedClock(datetime(2026, 11, 25, 10, 7, tzinfo=SHANGHAI))
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    s = load_settings(None, env=False) if not os.environ.get("MOFAN_CONFIG") else load_settings()
+    s.database.url = db_url
+    return s
+
+
+@pytest.fixture
+def runtime(settings: Settings, engine: Engine, clock: FixedClock) -> Runtime:
+    from bot.channels.console import ConsoleChannel
+
+    console = ConsoleChannel(out=open(os.devnull, "w"))  # noqa: SIM115
+    return Runtime(
+        settings=settings,
+        clock=clock,
+        engine_override=engine,
+        channels_override={"console": console, "wecom": console, "robot": console},
+    )
