@@ -1,4 +1,4 @@
-"""The ``mofan`` command line (DESIGN §4.1). Imports stay inside commands: start-up is paid per use."""
+"""The ``mofan`` command line (DESIGN §4.1). Imports stay inside commands: start-up is per use."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def require_schema(rt: Runtime) -> None:
     try:
         current = current_revision(rt.engine)
     except Exception as exc:
-        raise fail(f"cannot open the database {_safe_url(rt.settings.database.url)}: {exc}") from None
+        raise fail(
+            f"cannot open the database {_safe_url(rt.settings.database.url)}: {exc}"
+        ) from None
     if current is None:
         raise fail("The database is empty. Run `mofan init` (or `mofan init --demo`) first.")
     if current != head_revision():
@@ -81,7 +83,9 @@ def main_options(
 
 
 @app.command()
-def init(demo: Annotated[bool, typer.Option("--demo", help="Also load a demo bureau.")] = False) -> None:
+def init(
+    demo: Annotated[bool, typer.Option("--demo", help="Also load a demo bureau.")] = False,
+) -> None:
     """Create the database and apply migrations; --demo loads a demo bureau."""
     from bot.db import session_scope, upgrade
 
@@ -137,18 +141,18 @@ def import_members(
 
 def _resolve_user(rt: Runtime, who: str) -> str:
     from sqlalchemy import select
-    from sqlmodel import Session
+    from sqlmodel import Session, col
 
     from bot import messages
     from bot.models import Member, Org
 
     with Session(rt.engine) as session:
-        if session.execute(select(Member.id).where(Member.userid == who)).first():
+        if session.execute(select(col(Member.id)).where(col(Member.userid) == who)).first():
             return who
         rows = session.execute(
-            select(Member.userid, Member.name, Org.name)
-            .join(Org, Org.id == Member.branch_id)  # type: ignore[arg-type]
-            .where(Member.name == who.strip(), Member.active)
+            select(col(Member.userid), col(Member.name), col(Org.name))
+            .join(Org, col(Org.id) == col(Member.branch_id))
+            .where(col(Member.name) == who.strip(), col(Member.active))
         ).all()
     if len(rows) == 1:
         return str(rows[0][0])
@@ -162,7 +166,9 @@ def _resolve_user(rt: Runtime, who: str) -> str:
 @app.command()
 def chat(
     as_user: Annotated[str, typer.Option("--as", help="WeCom userid or a unique name.")],
-    text: Annotated[Optional[list[str]], typer.Argument(help="What to say; omit for a prompt.")] = None,  # noqa: UP045
+    text: Annotated[
+        list[str] | None, typer.Argument(help="What to say; omit for a prompt.")
+    ] = None,  # noqa: UP045
 ) -> None:
     """Talk to the bot as USER through the same router, and print the reply."""
     rt = runtime()

@@ -17,7 +17,9 @@ HANDLER_SECONDS = Histogram(
 )
 OUTBOX_DEPTH = Gauge("mofan_outbox_depth", "Messages pending or claimed", registry=REGISTRY)
 OUTBOX_OLDEST_AGE = Gauge(
-    "mofan_outbox_oldest_age_seconds", "Age of the oldest due message not yet sent", registry=REGISTRY
+    "mofan_outbox_oldest_age_seconds",
+    "Age of the oldest due message not yet sent",
+    registry=REGISTRY,
 )
 SENDS = Counter("mofan_sends_total", "Outbox sends by result", ["result"], registry=REGISTRY)
 TOKEN_REFRESHES = Counter(

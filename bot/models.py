@@ -44,9 +44,7 @@ def UTCField(*, nullable: bool = False, index: bool = False, default: Any = None
         kwargs["default_factory"] = default
     elif nullable:
         kwargs["default"] = None
-    return Field(
-        sa_column=Column(UTCDateTime(), nullable=nullable, index=index), **kwargs
-    )
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
 
 
 class Org(SQLModel, table=True):

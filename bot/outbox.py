@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.channels.base import Channel, SendOutcome
 from bot.clock import Clock
@@ -79,7 +79,7 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime) -> in
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
         stmt = insert(OutboxMessage).values(chunk).on_conflict_do_nothing(index_elements=["key"])
-        result = session.execute(stmt.returning(OutboxMessage.id))  # type: ignore[attr-defined]
+        result = session.execute(stmt.returning(col(OutboxMessage.id)))
         added += len(result.all())
     return added
 
@@ -120,20 +120,20 @@ class Dispatcher:
         now = self.clock.now()
         lease = now + timedelta(seconds=self.settings.lease_seconds)
         claimable = or_(
-            and_(OutboxMessage.status == PENDING, OutboxMessage.due_at <= now),  # type: ignore[arg-type]
-            and_(OutboxMessage.status == CLAIMED, OutboxMessage.claimed_until < now),  # type: ignore[arg-type,operator]
+            and_(col(OutboxMessage.status) == PENDING, col(OutboxMessage.due_at) <= now),
+            and_(col(OutboxMessage.status) == CLAIMED, col(OutboxMessage.claimed_until) < now),
         )
         ids = (
-            select(OutboxMessage.id)
+            select(col(OutboxMessage.id))
             .where(claimable)
-            .order_by(OutboxMessage.due_at, OutboxMessage.id)  # type: ignore[arg-type]
+            .order_by(col(OutboxMessage.due_at), col(OutboxMessage.id))
             .limit(limit or self.settings.batch_size)
         )
         if self.engine.dialect.name == "postgresql":
             ids = ids.with_for_update(skip_locked=True)
         stmt = (
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids.scalar_subquery()), claimable)  # type: ignore[union-attr]
+            .where(col(OutboxMessage.id).in_(ids.scalar_subquery()), claimable)
             .values(
                 status=CLAIMED,
                 claimed_until=lease,
@@ -161,7 +161,7 @@ class Dispatcher:
         for (channel_name, _), batch in groups.items():
             channel = self.channels.get(channel_name)
             if channel is None:
-                outcome.rejected.update({m.id: f"no channel {channel_name!r}" for m in batch})  # type: ignore[misc]
+                outcome.rejected.update({_id(m): f"no channel {channel_name!r}" for m in batch})
                 continue
             for start in range(0, len(batch), channel.max_batch):
                 part = batch[start : start + channel.max_batch]
@@ -169,7 +169,7 @@ class Dispatcher:
                     outcome.merge(await channel.send(part))
                 except Exception as exc:  # a channel bug must not strand the batch
                     log.exception("channel %s failed", channel_name)
-                    outcome.retry.update({m.id: f"{type(exc).__name__}: {exc}" for m in part})  # type: ignore[misc]
+                    outcome.retry.update({_id(m): f"{type(exc).__name__}: {exc}" for m in part})
         self._mark(rows, outcome, report)
         return report
 
@@ -186,15 +186,20 @@ class Dispatcher:
             total.failed += r.failed
         return total
 
-    def _mark(self, rows: Sequence[OutboxMessage], outcome: SendOutcome, report: DispatchReport) -> None:
+    def _mark(
+        self, rows: Sequence[OutboxMessage], outcome: SendOutcome, report: DispatchReport
+    ) -> None:
         now = self.clock.now()
         by_id = {r.id: r for r in rows}
         with Session(self.engine) as session:
-            owned = and_(OutboxMessage.status == CLAIMED, OutboxMessage.claimed_by == self.worker_id)  # type: ignore[arg-type]
+            owned = and_(
+                col(OutboxMessage.status) == CLAIMED,
+                col(OutboxMessage.claimed_by) == self.worker_id,
+            )
             if outcome.delivered:
                 session.execute(
                     update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(outcome.delivered), owned)  # type: ignore[union-attr]
+                    .where(col(OutboxMessage.id).in_(outcome.delivered), owned)
                     .values(status=SENT, sent_at=now, claimed_until=None, last_error=None)
                 )
                 report.sent += len(outcome.delivered)
@@ -215,7 +220,7 @@ class Dispatcher:
                 )
                 session.execute(
                     update(OutboxMessage)
-                    .where(OutboxMessage.id == mid, owned)
+                    .where(col(OutboxMessage.id) == mid, owned)
                     .values(
                         status=PENDING,
                         due_at=now + timedelta(seconds=delay),
@@ -230,16 +235,24 @@ class Dispatcher:
             session.commit()
         if report.failed or report.retried:
             log.warning(
-                "outbox pass: sent=%d retried=%d failed=%d", report.sent, report.retried, report.failed
+                "outbox pass: sent=%d retried=%d failed=%d",
+                report.sent,
+                report.retried,
+                report.failed,
             )
 
     @staticmethod
     def _fail(session: Session, mid: int, reason: str, owned: Any) -> None:
         session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == mid, owned)
+            .where(col(OutboxMessage.id) == mid, owned)
             .values(status=FAILED, claimed_until=None, last_error=reason[:500])
         )
+
+
+def _id(row: OutboxMessage) -> int:
+    assert row.id is not None  # rows come from the database
+    return row.id
 
 
 def _body_key(body: dict[str, Any]) -> str:
@@ -250,7 +263,7 @@ def _body_key(body: dict[str, Any]) -> str:
 
 def outbox_depth(session: Session, *, now: datetime) -> tuple[int, float | None]:
     """(pending or claimed count, age in seconds of the oldest due one) for /readyz and metrics."""
-    waiting = or_(OutboxMessage.status == PENDING, OutboxMessage.status == CLAIMED)  # type: ignore[arg-type]
+    waiting = or_(col(OutboxMessage.status) == PENDING, col(OutboxMessage.status) == CLAIMED)
     count, oldest = session.execute(
         select(func.count(), func.min(OutboxMessage.due_at)).where(waiting)
     ).one()

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot import messages
 from bot.clock import Clock
@@ -95,6 +95,8 @@ class Context:
     replies: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     """Channel-specific reply parts (a card update) that handlers may set."""
+    commands: Sequence[Command] = ()
+    """The router's command table (what 帮助 lists)."""
 
     @property
     def now(self) -> datetime:
@@ -175,7 +177,7 @@ def usage_for(roles: frozenset[Role], table: Sequence[Command] | None = None) ->
 
 
 def find_member(session: Session, userid: str) -> Member | None:
-    return session.execute(select(Member).where(Member.userid == userid)).scalar_one_or_none()
+    return session.execute(select(Member).where(col(Member.userid) == userid)).scalar_one_or_none()
 
 
 class Router:
@@ -210,6 +212,7 @@ class Router:
                 roles=roles_of(member),
                 branch=branch,
                 channel=msg.channel,
+                commands=self.table,
             )
             text = msg.event_key or msg.normalized
             try:
@@ -228,7 +231,9 @@ class Router:
         cmd, kw, forbidden = find_command(text, ctx.roles, self.table)
         if cmd is None or kw is None:
             if forbidden is not None:
-                ctx.reply(messages.FORBIDDEN.format(command=forbidden.keywords[0], who=who_may(forbidden)))
+                ctx.reply(
+                    messages.FORBIDDEN.format(command=forbidden.keywords[0], who=who_may(forbidden))
+                )
                 return
             from handlers.help import help_text
 

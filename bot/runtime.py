@@ -31,7 +31,8 @@ class Runtime:
         if self.engine_override is not None:
             return self.engine_override
         return make_engine(
-            self.settings.database.url, busy_timeout_ms=self.settings.database.sqlite_busy_timeout_ms
+            self.settings.database.url,
+            busy_timeout_ms=self.settings.database.sqlite_busy_timeout_ms,
         )
 
     @cached_property
@@ -49,7 +50,10 @@ class Runtime:
     @cached_property
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(
-            engine=self.engine, channels=self.channels, clock=self.clock, settings=self.settings.outbox
+            engine=self.engine,
+            channels=self.channels,
+            clock=self.clock,
+            settings=self.settings.outbox,
         )
 
     async def aclose(self) -> None:

@@ -39,10 +39,19 @@ def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     sched = AsyncIOScheduler(timezone=runtime.settings.bot.timezone)
-    common = {"replace_existing": True, "coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+    common = {
+        "replace_existing": True,
+        "coalesce": True,
+        "max_instances": 1,
+        "misfire_grace_time": 30,
+    }
     sched.add_job(
-        plan_job, "interval", seconds=runtime.settings.bot.scheduler_interval_seconds,
-        args=[runtime], id="plan", **common,
+        plan_job,
+        "interval",
+        seconds=runtime.settings.bot.scheduler_interval_seconds,
+        args=[runtime],
+        id="plan",
+        **common,
     )
     sched.add_job(
         dispatch_job, "interval", seconds=DISPATCH_SECONDS, args=[runtime], id="dispatch", **common

@@ -10,7 +10,9 @@ from bot.roles import EVERYONE, Role
 from bot.router import Command, Context, Request, usage_for
 
 
-def help_text(member: Member, roles: frozenset[Role], table: Sequence[Command] | None = None) -> str:
+def help_text(
+    member: Member, roles: frozenset[Role], table: Sequence[Command] | None = None
+) -> str:
     lines = [messages.HELP_HEADER.format(name=member.name)]
     lines += [f"· {u}" for u in usage_for(roles, table)]
     lines.append(messages.HELP_FOOTER)
@@ -18,7 +20,7 @@ def help_text(member: Member, roles: frozenset[Role], table: Sequence[Command] |
 
 
 async def handle(req: Request, ctx: Context) -> None:
-    ctx.reply(help_text(ctx.sender, ctx.roles))
+    ctx.reply(help_text(ctx.sender, ctx.roles, ctx.commands or None))
 
 
 COMMANDS = (

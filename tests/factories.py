@@ -12,7 +12,9 @@ from bot.models import Member, Org
 _seq = count(1)
 
 
-def org(session: Session, name: str, kind: str = "党支部", parent: Org | None = None, **kw: object) -> Org:
+def org(
+    session: Session, name: str, kind: str = "党支部", parent: Org | None = None, **kw: object
+) -> Org:
     o = Org(name=name, kind=kind, parent_id=parent.id if parent else None, **kw)
     session.add(o)
     session.flush()
@@ -67,7 +69,9 @@ def small_bureau(session: Session) -> dict[str, object]:
         "other": member(session, b2, "钱五", userid="qianwu"),
         "secretary2": member(session, b2, "孙书记", userid="sunshuji", duties="书记"),
         "office": member(session, b2, "周办", userid="zhouban", roles="党委办"),
-        "leader": member(session, b2, "吴委员", userid="wuweiyuan", roles="党委委员", liaison_branch_id=b1.id),
+        "leader": member(
+            session, b2, "吴委员", userid="wuweiyuan", roles="党委委员", liaison_branch_id=b1.id
+        ),
     }
     session.commit()
     return people

@@ -49,7 +49,11 @@ class CrashingChannel(FlakyChannel):
 
 
 def _put(session: Session, clock: FixedClock, key: str, to: str = "u1", text: str = "hi") -> int:
-    n = enqueue(session, [Outgoing(key=key, recipient=to, body=text_body(text), due_at=clock.now())], now=clock.now())
+    n = enqueue(
+        session,
+        [Outgoing(key=key, recipient=to, body=text_body(text), due_at=clock.now())],
+        now=clock.now(),
+    )
     session.commit()
     return n
 
@@ -63,7 +67,9 @@ def test_same_key_twice_is_one_message(session, engine, clock):
     assert _put(session, clock, "notice:1:u1") == 1
     assert _put(session, clock, "notice:1:u1", text="changed") == 0
     channel = FlakyChannel()
-    d = Dispatcher(engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings())
+    d = Dispatcher(
+        engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings()
+    )
     asyncio.run(d.drain())
     assert channel.calls == [["u1"]]
     [row] = _rows(session)
@@ -71,21 +77,42 @@ def test_same_key_twice_is_one_message(session, engine, clock):
 
 
 def test_identical_bodies_go_in_one_batch(session, engine, clock):
-    items = [Outgoing(key=f"n:{i}", recipient=f"u{i}", body=text_body("通知"), due_at=clock.now()) for i in range(2500)]
+    items = [
+        Outgoing(key=f"n:{i}", recipient=f"u{i}", body=text_body("通知"), due_at=clock.now())
+        for i in range(2500)
+    ]
     assert enqueue(session, items, now=clock.now()) == 2500
     session.commit()
     channel = FlakyChannel()
-    d = Dispatcher(engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings(batch_size=5000))
+    d = Dispatcher(
+        engine=engine,
+        channels={"wecom": channel},
+        clock=clock,
+        settings=OutboxSettings(batch_size=5000),
+    )
     asyncio.run(d.drain())
     assert [len(c) for c in channel.calls] == [1000, 1000, 500]
     assert {r.status for r in _rows(session)} == {"sent"}
 
 
 def test_not_due_yet_is_not_sent(session, engine, clock):
-    enqueue(session, [Outgoing(key="k", recipient="u1", body=text_body("x"), due_at=clock.now() + timedelta(hours=1))], now=clock.now())
+    enqueue(
+        session,
+        [
+            Outgoing(
+                key="k",
+                recipient="u1",
+                body=text_body("x"),
+                due_at=clock.now() + timedelta(hours=1),
+            )
+        ],
+        now=clock.now(),
+    )
     session.commit()
     channel = FlakyChannel()
-    d = Dispatcher(engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings())
+    d = Dispatcher(
+        engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings()
+    )
     assert asyncio.run(d.run_once()).claimed == 0
     clock.advance(hours=1)
     assert asyncio.run(d.run_once()).sent == 1
@@ -94,7 +121,12 @@ def test_not_due_yet_is_not_sent(session, engine, clock):
 def test_retry_with_backoff_then_success(session, engine, clock):
     _put(session, clock, "k1")
     channel = FlakyChannel(failures=2)
-    d = Dispatcher(engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings(backoff_seconds=30))
+    d = Dispatcher(
+        engine=engine,
+        channels={"wecom": channel},
+        clock=clock,
+        settings=OutboxSettings(backoff_seconds=30),
+    )
     assert asyncio.run(d.run_once()).retried == 1
     [row] = _rows(session)
     assert row.status == "pending" and row.due_at == clock.now() + timedelta(seconds=30)
@@ -113,7 +145,12 @@ def test_retry_with_backoff_then_success(session, engine, clock):
 def test_gives_up_after_max_attempts_and_records_why(session, engine, clock):
     _put(session, clock, "k1")
     channel = FlakyChannel(failures=100)
-    d = Dispatcher(engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings(max_attempts=3, backoff_seconds=1))
+    d = Dispatcher(
+        engine=engine,
+        channels={"wecom": channel},
+        clock=clock,
+        settings=OutboxSettings(max_attempts=3, backoff_seconds=1),
+    )
     for _ in range(10):
         asyncio.run(d.run_once())
         clock.advance(seconds=10)
@@ -127,7 +164,9 @@ def test_permanent_rejection_is_failed_at_once(session, engine, clock):
     _put(session, clock, "k1", to="ghost")
     _put(session, clock, "k2", to="u2")
     channel = FlakyChannel(reject={"ghost"})
-    d = Dispatcher(engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings())
+    d = Dispatcher(
+        engine=engine, channels={"wecom": channel}, clock=clock, settings=OutboxSettings()
+    )
     asyncio.run(d.drain())
     rows = {r.recipient: r for r in _rows(session)}
     assert rows["ghost"].status == "failed" and rows["ghost"].last_error == "invaliduser"
@@ -136,7 +175,9 @@ def test_permanent_rejection_is_failed_at_once(session, engine, clock):
 
 def test_channel_exception_is_retried_not_lost(session, engine, clock):
     _put(session, clock, "k1")
-    d = Dispatcher(engine=engine, channels={"wecom": CrashingChannel()}, clock=clock, settings=OutboxSettings())
+    d = Dispatcher(
+        engine=engine, channels={"wecom": CrashingChannel()}, clock=clock, settings=OutboxSettings()
+    )
     assert asyncio.run(d.run_once()).retried == 1
     [row] = _rows(session)
     assert row.status == "pending" and "boom" in (row.last_error or "")
@@ -153,13 +194,21 @@ def test_claims_are_exclusive_and_expired_lease_is_taken_again(session, engine, 
     [row] = b.claim()
     assert row.claimed_by == "b" and row.attempts == 2
     # a comes back late: its mark must not overwrite b's claim
-    a._mark([row], SendOutcome(delivered={row.id}), __import__("bot.outbox", fromlist=["x"]).DispatchReport())  # type: ignore[arg-type]
+    a._mark(
+        [row],
+        SendOutcome(delivered={row.id}),
+        __import__("bot.outbox", fromlist=["x"]).DispatchReport(),
+    )  # type: ignore[arg-type]
     [row] = _rows(session)
     assert row.status == "claimed" and row.claimed_by == "b"
 
 
 def test_unknown_channel_fails_with_reason(session, engine, clock):
-    enqueue(session, [Outgoing(key="k", recipient="x", body=text_body("x"), due_at=clock.now(), channel="fax")], now=clock.now())
+    enqueue(
+        session,
+        [Outgoing(key="k", recipient="x", body=text_body("x"), due_at=clock.now(), channel="fax")],
+        now=clock.now(),
+    )
     session.commit()
     d = Dispatcher(engine=engine, channels={}, clock=clock, settings=OutboxSettings())
     asyncio.run(d.run_once())

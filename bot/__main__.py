@@ -1,0 +1,5 @@
+"""``python -m bot`` is ``mofan``."""
+
+from bot.cli import main
+
+main()

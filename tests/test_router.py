@@ -1,0 +1,136 @@
+"""The router: strangers refused with nothing recorded; roles gate commands; help per role."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+from sqlmodel import SQLModel
+
+from bot import messages
+from bot.roles import EVERYONE, OFFICE, SECRETARIES, Role, roles_of
+from bot.router import Command, Inbound, Request, Router, find_command
+from handlers import help as help_handler
+from tests.factories import small_bureau
+
+
+def _count_all_rows(session) -> int:
+    session.rollback()
+    return sum(
+        session.execute(select(func.count()).select_from(t)).scalar_one()
+        for t in SQLModel.metadata.sorted_tables
+    )
+
+
+async def _noop(req: Request, ctx) -> None:  # pragma: no cover - matching only
+    ctx.reply(f"{req.keyword}|{req.args}")
+
+
+TABLE = [
+    Command("status", ("支部状态", "状态"), SECRETARIES, "状态", _noop),
+    Command("notify", ("通知",), OFFICE, "通知", _noop),
+    Command("confirm", ("收到",), EVERYONE, "收到", _noop),
+]
+
+
+def test_longest_keyword_wins_and_args_follow():
+    cmd, kw, _ = find_command("支部状态 本月", frozenset(Role), TABLE)
+    assert cmd is not None and kw == "支部状态"
+
+
+def test_forbidden_match_is_reported():
+    cmd, _, forbidden = find_command("通知 全体 开会", frozenset({Role.MEMBER}), TABLE)
+    assert cmd is None and forbidden is not None and forbidden.name == "notify"
+
+
+def test_roles_from_roster(session):
+    p = small_bureau(session)
+    assert roles_of(p["member"]) == {Role.MEMBER}
+    assert roles_of(p["secretary"]) == {Role.MEMBER, Role.SECRETARY}
+    assert roles_of(p["committee"]) == {Role.MEMBER, Role.SECRETARY}
+    assert roles_of(p["office"]) == {Role.MEMBER, Role.OFFICE}
+    assert roles_of(p["leader"]) == {Role.MEMBER, Role.LEADER}
+
+
+def test_stranger_gets_one_polite_refusal_and_nothing_is_recorded(session, engine, clock, settings):
+    small_bureau(session)
+    before = _count_all_rows(session)
+    router = Router(engine=engine, clock=clock, settings=settings)
+    reply = asyncio.run(router.handle(Inbound(userid="nobody", text="学习 30分钟")))
+    assert reply.text == messages.NOT_ON_ROSTER
+    assert _count_all_rows(session) == before
+
+
+def test_deactivated_member_is_refused(session, engine, clock, settings):
+    p = small_bureau(session)
+    p["member"].active = False
+    session.add(p["member"])
+    session.commit()
+    router = Router(engine=engine, clock=clock, settings=settings)
+    assert (
+        asyncio.run(router.handle(Inbound(userid="zhangsan", text="帮助"))).text
+        == messages.NOT_ON_ROSTER
+    )
+
+
+def test_member_using_office_command_is_refused(session, engine, clock, settings):
+    small_bureau(session)
+    router = Router(engine=engine, clock=clock, settings=settings, table=TABLE)
+    reply = asyncio.run(router.handle(Inbound(userid="zhangsan", text="通知 全体 明天开会")))
+    assert reply.text == "「通知」仅限党委办使用。"
+
+
+def test_full_width_text_is_normalised(session, engine, clock, settings):
+    small_bureau(session)
+    router = Router(engine=engine, clock=clock, settings=settings, table=TABLE)
+    reply = asyncio.run(router.handle(Inbound(userid="wangshuji", text="  状态　　１２ ")))
+    assert reply.text == "状态|12"
+
+
+def test_help_is_role_specific(session, engine, clock, settings):
+    small_bureau(session)
+    router = Router(
+        engine=engine, clock=clock, settings=settings, table=[*TABLE, *help_handler.COMMANDS]
+    )
+
+    def lines(user: str) -> str:
+        return asyncio.run(router.handle(Inbound(userid=user, text="帮助"))).text
+
+    member, secretary, office = lines("zhangsan"), lines("wangshuji"), lines("zhouban")
+    assert "· 收到" in member and "· 状态" not in member and "· 通知" not in member
+    assert "· 状态" in secretary and "· 通知" not in secretary
+    assert "· 通知" in office and "· 状态" not in office
+    assert member.startswith("您好，张三。")
+
+
+def test_unknown_text_gets_the_help_for_that_role(session, engine, clock, settings):
+    small_bureau(session)
+    router = Router(
+        engine=engine, clock=clock, settings=settings, table=[*TABLE, *help_handler.COMMANDS]
+    )
+    reply = asyncio.run(router.handle(Inbound(userid="wangshuji", text="今天天气如何")))
+    assert reply.text.startswith("没听懂「今天天气如何」。") and "· 状态" in reply.text
+
+
+def test_handler_error_rolls_back_and_answers_politely(session, engine, clock, settings):
+    from bot.models import Feedback
+
+    p = small_bureau(session)
+
+    async def broken(req: Request, ctx) -> None:
+        ctx.session.add(Feedback(member_id=p["member"].id, text="x", at=ctx.now))
+        ctx.session.flush()
+        raise RuntimeError("bug")
+
+    router = Router(
+        engine=engine,
+        clock=clock,
+        settings=settings,
+        table=[Command("b", ("坏",), EVERYONE, "", broken)],
+    )
+    assert (
+        asyncio.run(router.handle(Inbound(userid="zhangsan", text="坏"))).text
+        == messages.INTERNAL_ERROR
+    )
+    session.rollback()
+    assert session.execute(select(func.count()).select_from(Feedback)).scalar_one() == 0
