@@ -73,7 +73,8 @@ class Member(SQLModel, table=True):
     category: str = Field(default="正式党员", max_length=10)
     joined_on: date | None = None
     full_on: date | None = None
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20, repr=False)
+    """Never logged or printed (repr=False keeps it out of accidental log lines)."""
     liaison_branch_id: int | None = Field(default=None, foreign_key="org.id")
     active: bool = Field(default=True, index=True)
     updated_at: datetime = UTCField(default=_utc_now)
