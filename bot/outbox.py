@@ -21,8 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
 from bot.channels.base import Channel, SendOutcome
@@ -73,8 +71,11 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime) -> in
     ]
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # Import the dialect's INSERT … ON CONFLICT only when needed: start-up of `mofan chat` counts.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     added = 0
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]

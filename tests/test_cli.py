@@ -143,3 +143,9 @@ def test_serve_refuses_a_database_behind_head(tmp_path):
     engine.dispose()
     result = mofan(path, "serve", "--port", "1")
     assert result.exit_code == 1 and "mofan init" in result.output
+
+
+def test_head_constant_matches_alembic():
+    from bot.db import alembic_head, head_revision
+
+    assert head_revision() == alembic_head()

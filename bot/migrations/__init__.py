@@ -1,0 +1,3 @@
+"""Alembic migrations. ``HEAD`` names the newest revision; a test keeps it equal to Alembic's head."""
+
+HEAD = "0001"
