@@ -204,19 +204,37 @@ def serve(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Serve only.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (more than 1 needs PostgreSQL).")
+    ] = 1,
 ) -> None:
     """The HTTP callback server, with the scheduler in the same process."""
-    import uvicorn
-
-    from bot.app import create_app
     from bot.logs import setup_logging
+    from bot.serve import ServeError, check_workers, metrics_directory, run
 
     setup_logging()
-    rt = runtime()
-    require_schema(rt)
-    api = create_app(rt, scheduler=not no_scheduler)
-    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs shutdown.
-    uvicorn.run(api, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)
+    s = settings()
+    try:
+        check_workers(s, workers)
+    except ServeError as exc:
+        raise fail(str(exc)) from None
+    # Before anything imports bot.metrics: prometheus-client picks its mode at import.
+    with metrics_directory(workers):
+        rt = runtime(s)
+        require_schema(rt)
+        # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs shutdown.
+        run(
+            rt,
+            config=State.config,
+            host=host,
+            port=port,
+            workers=workers,
+            scheduler=not no_scheduler,
+        )
+
+
+# Command groups that live in their own modules register themselves on `app` when imported.
+from bot import cli_wecom  # noqa: E402, F401
 
 
 def main() -> None:

@@ -66,6 +66,9 @@ class BotSettings(_Section):
     default_study_minutes: int = Field(default=0, ge=0, le=600)
     """Minutes recorded for 学习 said without a duration; 0 records it without minutes."""
     scheduler_interval_seconds: int = Field(default=60, ge=5, le=3600)
+    reminder_time: time = time(9, 0)
+    """Day-level reminders (deadlines, lists, greetings) go out at this time on their day,
+    moved a few minutes off :00/:30; a person's reminders of one day arrive as one message."""
 
     @field_validator("timezone")
     @classmethod
@@ -75,6 +78,10 @@ class BotSettings(_Section):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
+
+    _reminder_time = field_validator("reminder_time", mode="before")(
+        classmethod(lambda cls, v: _hhmm(v))
+    )
 
     @field_validator("send_window", mode="before")
     @classmethod
@@ -115,6 +122,10 @@ class WeComSettings(_Section):
     """Branch-wide notices also go to the branch group robot, where the roster names one."""
     duplicate_check_interval: int = Field(default=1800, ge=0, le=14400)
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    reply_budget_seconds: float = Field(default=3.0, gt=0, le=4.5)
+    """A handler not done by then gets an empty 200 and its reply goes through the API."""
+    text_only: bool = False
+    """Send every message as plain text (for members reading WeCom inside WeChat)."""
 
     @field_validator("encoding_aes_key")
     @classmethod
@@ -149,6 +160,11 @@ class OutboxSettings(_Section):
     backoff_seconds: float = Field(default=30, ge=0, le=3600)
     backoff_max_seconds: float = Field(default=3600, ge=0)
     batch_size: int = Field(default=1000, ge=1, le=10000)
+
+
+class HealthSettings(_Section):
+    max_outbox_age_seconds: int = Field(default=600, ge=30, le=86400)
+    """``/readyz`` answers 503 once a due message has waited longer than this unsent."""
 
 
 class CadenceOverride(_Section):
@@ -188,6 +204,8 @@ def _default_cadence() -> list[CadenceRule]:
             kind="民主生活会", period="year", scope="leadership", remind_days_before_end=[60, 30]
         ),
         CadenceRule(kind="书记讲党课", period="year", remind_days_before_end=[60, 30, 10]),
+        # 谈心谈话 counts coverage: every member talked with at least once a year.
+        CadenceRule(kind="谈心谈话", period="year", remind_days_before_end=[60, 30]),
     ]
 
 
@@ -220,6 +238,9 @@ class MeetingReminderSettings(_Section):
     day_before_at: time = time(9, 0)
     hours_before: float = Field(default=1, gt=0, le=24)
     checkin_minutes_before: int = Field(default=30, ge=0, le=240)
+    makeup_after_workdays: int = Field(default=1, ge=0, le=10)
+    """Absentees are asked to make up the study this many workdays after the meeting day
+    (time for the secretary to correct the attendance first)."""
 
     _t = field_validator("day_before_at", mode="before")(classmethod(lambda cls, v: _hhmm(v)))
 
@@ -251,6 +272,13 @@ class ScoreSettings(_Section):
     tasks: float = 20
     study: float = 0
     ranking: bool = False
+
+
+class LedgerSettings(_Section):
+    export_dir: str = "exports"
+    """Where 导出 台账 writes its workbooks (relative to the working directory) before they are sent."""
+    keep_days: int = Field(default=30, ge=1, le=3650)
+    """Exported workbooks older than this are deleted at the next export."""
 
 
 class Milestone(_Section):
@@ -300,6 +328,7 @@ class Settings(_Section):
     wecom: WeComSettings = WeComSettings()
     calendar: CalendarSettings = CalendarSettings()
     outbox: OutboxSettings = OutboxSettings()
+    health: HealthSettings = HealthSettings()
     cadence: list[CadenceRule] = Field(default_factory=_default_cadence)
     theme_day: ThemeDaySettings = ThemeDaySettings()
     dues: DuesSettings = DuesSettings()
@@ -311,6 +340,7 @@ class Settings(_Section):
     digest: DigestSettings = DigestSettings()
     leaders: LeaderSettings = LeaderSettings()
     score: ScoreSettings = ScoreSettings()
+    ledger: LedgerSettings = LedgerSettings()
     milestones: list[Milestone] = Field(default_factory=_default_milestones)
     branches: dict[str, BranchOverride] = {}
     source: str = Field(default="(built-in defaults)", exclude=True)

@@ -45,7 +45,7 @@ class Runtime:
             return self.channels_override
         from bot.channels import build_channels
 
-        return build_channels(self.settings)
+        return build_channels(self.settings, engine=self.engine, clock=self.clock)
 
     @cached_property
     def dispatcher(self) -> Dispatcher:

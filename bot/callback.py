@@ -1,0 +1,386 @@
+"""``GET/POST /wecom/callback``: WeCom's messages and events in, passive replies out (DESIGN §4.3).
+
+Order of trust: the body's size, then its XML (no DOCTYPE, no entities), then the signature,
+then the decrypted receive id — and only then is anything read or written. A rejected request
+writes nothing: 403 for a bad signature or someone else's corp id, 400 for everything
+malformed or too large.
+
+Handlers run in a small thread pool (they use the database synchronously), each thread with
+its own event loop for the router's coroutine. The request waits at most the reply budget
+(``wecom.reply_budget_seconds``, default 3 s, well inside WeCom's 5 s): a handler done by
+then answers in the encrypted passive reply; one that is not answers an empty 200 at once,
+and when it finishes its reply goes out through the outbox (``message/send``). A lock decides
+which of the two happens, so a reply is never given both ways.
+
+Replies longer than a passive reply can carry (2048 bytes) are cut at line ends: the first
+part is the passive reply, the rest go through the outbox right after. On a card button
+click (``template_card_event``) a handler's ``ctx.extras["card_update"]`` is the answer:
+``{"replace_name": "已确认"}`` becomes the passive ``update_button`` reply (or, when late,
+``message/update_template_card`` with the click's ResponseCode); ``{"template_card": {...}}``
+always goes through ``message/update_template_card``. With a card update the handler's text
+is not sent: the changed button is the confirmation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import select
+from sqlmodel import col
+
+from bot import messages
+from bot.channels.limits import split_text
+from bot.channels.wecom.crypto import CallbackCrypto, CryptoError, ReceiveIdError, SignatureError
+from bot.channels.wecom.protocol import (
+    MAX_BODY_BYTES,
+    PASSIVE_TEXT_BYTES,
+    CallbackMessage,
+    MalformedError,
+    parse_callback,
+    parse_envelope,
+    text_reply_xml,
+    update_button_xml,
+)
+from bot.inbound import StoredReply, claim, prune, store_reply
+from bot.metrics import CALLBACK_INFLIGHT, CALLBACKS, HANDLER_SECONDS
+from bot.models import Member
+from bot.outbox import Outgoing, text_body
+from bot.router import Inbound, Reply
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger("mofan.callback")
+
+HANDLER_THREADS = 4
+"""Handlers are CPU and SQLite bound, so more threads do not add throughput; a few keep one
+slow handler (an export) from holding up everyone else."""
+KEEP_CLAIMS = timedelta(days=30)
+PRUNE_EVERY_SECONDS = 3600.0
+ROUTED_EVENTS = frozenset({"click", "template_card_event"})
+WELCOME_EVENTS = frozenset({"enter_agent", "subscribe"})
+XML = "application/xml; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What goes back in the HTTP response: a text, a button update, or nothing."""
+
+    text: str = ""
+    button: str | None = None
+    outcome: str = "replied"
+
+    @classmethod
+    def stored(cls, reply: StoredReply | None, outcome: str) -> Answer:
+        if reply is None or reply.mode != "passive":
+            return cls(outcome=outcome)
+        return cls(text=reply.text, button=reply.button, outcome=outcome)
+
+
+@dataclass
+class _Deadline:
+    """Shared by the request and its handler thread: who delivers the reply."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    passed: bool = False
+    """The request answered empty: the handler's reply goes through the outbox."""
+    committing: bool = False
+    """The handler is storing a passive reply: the request waits for it."""
+
+
+class CallbackService:
+    """The callback's state: crypto, the handler threads and their event loops."""
+
+    def __init__(self, runtime: Runtime, *, budget_seconds: float | None = None) -> None:
+        self.runtime = runtime
+        w = runtime.settings.wecom
+        self.corp_id = w.corp_id
+        self.crypto: CallbackCrypto | None = None
+        if w.token and w.encoding_aes_key and w.corp_id:
+            self.crypto = CallbackCrypto(w.token, w.encoding_aes_key, w.corp_id)
+        self.budget = budget_seconds if budget_seconds is not None else w.reply_budget_seconds
+        self.pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="mofan-callback")
+        self._local = threading.local()
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._loops_lock = threading.Lock()
+        self._pruned_at = 0.0
+        weakref.finalize(self, _close_loops, self.pool, self._loops)
+
+    def close(self) -> None:
+        _close_loops(self.pool, self._loops)
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    async def verify(self, request: Request) -> Response:
+        """URL verification: the decrypted ``echostr``, bare (no quotes, BOM or newline)."""
+        if self.crypto is None:
+            return _reject("not_configured", 503, "wecom callback is not configured")
+        q = request.query_params
+        sig, ts, nonce, echo = (
+            q.get(k) for k in ("msg_signature", "timestamp", "nonce", "echostr")
+        )
+        if not (sig and ts and nonce and echo):
+            return _reject("malformed", 400)
+        try:
+            plain = self.crypto.verify_and_decrypt(sig, ts, nonce, echo)
+        except SignatureError:
+            return _reject("bad_signature", 403)
+        except ReceiveIdError:
+            return _reject("wrong_corp", 403)
+        except CryptoError:
+            return _reject("malformed", 400)
+        CALLBACKS.labels(outcome="verified").inc()
+        return Response(plain, media_type="text/plain; charset=utf-8")
+
+    async def receive(self, request: Request) -> Response:
+        if self.crypto is None:
+            return _reject("not_configured", 503, "wecom callback is not configured")
+        q = request.query_params
+        sig, ts, nonce = (q.get(k) for k in ("msg_signature", "timestamp", "nonce"))
+        if not (sig and ts and nonce):
+            return _reject("malformed", 400)
+        body = await _read_limited(request, MAX_BODY_BYTES)
+        if body is None:
+            return _reject("too_large", 400)
+        try:
+            envelope = parse_envelope(body)
+            plain = self.crypto.verify_and_decrypt(sig, ts, nonce, envelope.encrypt)
+            msg = parse_callback(plain)
+        except SignatureError:
+            return _reject("bad_signature", 403)
+        except ReceiveIdError:
+            return _reject("wrong_corp", 403)
+        except (MalformedError, CryptoError) as exc:
+            log.info("callback rejected: %s", exc)
+            return _reject("malformed", 400)
+        CALLBACK_INFLIGHT.inc()
+        try:
+            answer = await self._answer(msg)
+        except Exception:
+            log.exception("callback failed for %s", msg.from_user)
+            CALLBACKS.labels(outcome="error").inc()
+            return Response("", status_code=500)  # WeCom retries; the claim was released
+        finally:
+            CALLBACK_INFLIGHT.dec()
+        CALLBACKS.labels(outcome=answer.outcome).inc()
+        return self._render(answer, msg, nonce)
+
+    async def _answer(self, msg: CallbackMessage) -> Answer:
+        loop = asyncio.get_running_loop()
+        deadline = _Deadline()
+        future = loop.run_in_executor(self.pool, self._work, msg, deadline)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.budget)
+        except TimeoutError:
+            with deadline.lock:
+                if not deadline.committing:
+                    deadline.passed = True
+            if deadline.passed:
+                log.info(
+                    "%s: handler past the %.1f s budget, reply goes by the outbox",
+                    msg.from_user,
+                    self.budget,
+                )
+                future.add_done_callback(_log_late_failure)
+                return Answer(outcome="deferred")
+            return await future
+
+    def _render(self, answer: Answer, msg: CallbackMessage, nonce: str) -> Response:
+        assert self.crypto is not None
+        now = int(self.runtime.clock.now().timestamp())
+        if answer.button:
+            xml = update_button_xml(
+                to_user=msg.from_user,
+                corp_id=self.corp_id,
+                create_time=now,
+                replace_name=answer.button,
+            )
+        elif answer.text:
+            xml = text_reply_xml(
+                to_user=msg.from_user, corp_id=self.corp_id, create_time=now, content=answer.text
+            )
+        else:
+            return Response("", media_type="text/plain")
+        return Response(self.crypto.envelope(xml, timestamp=str(now), nonce=nonce), media_type=XML)
+
+    # --- handler threads ------------------------------------------------------------------
+
+    def _run(self, coro: Coroutine[Any, Any, Reply]) -> Reply:
+        loop = getattr(self._local, "loop", None)
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            self._local.loop = loop
+            with self._loops_lock:
+                self._loops.append(loop)
+        return loop.run_until_complete(coro)
+
+    def _work(self, msg: CallbackMessage, deadline: _Deadline) -> Answer:
+        self._maybe_prune()
+        if msg.msg_type == "text" or (msg.msg_type == "event" and msg.event in ROUTED_EVENTS):
+            return self._route(msg, deadline)
+        if msg.msg_type == "event":
+            if msg.event in WELCOME_EVENTS:
+                name = self._member_name(msg.from_user)
+                if name is not None:
+                    return Answer(text=messages.WELCOME.format(name=name), outcome="welcome")
+            return Answer(outcome="ignored")
+        # image, voice, location …: nothing to record; say what works.
+        name = self._member_name(msg.from_user)
+        text = messages.EMPTY_MESSAGE if name is not None else messages.NOT_ON_ROSTER
+        return Answer(text=text, outcome="not_text" if name is not None else "stranger")
+
+    def _member_name(self, userid: str) -> str | None:
+        with self.runtime.engine.connect() as conn:
+            row = conn.execute(
+                select(col(Member.name)).where(col(Member.userid) == userid, col(Member.active))
+            ).first()
+        return str(row[0]) if row else None
+
+    def _route(self, msg: CallbackMessage, deadline: _Deadline) -> Answer:
+        rt = self.runtime
+        key = msg.dedupe_key
+        got = claim(rt.engine, key=key, userid=msg.from_user, now=rt.clock.now())
+        if got.state == "stranger":
+            return Answer(text=messages.NOT_ON_ROSTER, outcome="stranger")
+        if got.state == "duplicate":
+            return Answer.stored(got.reply, "duplicate")
+        assert got.row_id is not None
+        is_event = msg.msg_type == "event"
+        inbound = Inbound(
+            userid=msg.from_user,
+            text=msg.content if not is_event else (msg.event_key or ""),
+            channel="wecom",
+            msg_id=msg.msg_id,
+            event_key=msg.event_key if is_event else None,
+            task_id=msg.task_id,
+            response_code=msg.response_code,
+        )
+        started = time.perf_counter()
+        try:
+            reply = self._run(rt.router.handle(inbound))
+        except Exception:
+            _release(rt, key)  # let WeCom's retry run the handler again
+            raise
+        HANDLER_SECONDS.observe(time.perf_counter() - started)
+        with deadline.lock:
+            late = deadline.passed
+            deadline.committing = not late
+        stored, outgoing = plan_reply(reply, msg, late=late, now=rt.clock.now())
+        store_reply(
+            rt.engine, row_id=got.row_id, reply=stored, outgoing=outgoing, now=rt.clock.now()
+        )
+        return Answer.stored(stored, "replied")
+
+    def _maybe_prune(self) -> None:
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        try:
+            prune(self.runtime.engine, before=self.runtime.clock.now() - KEEP_CLAIMS)
+        except Exception:  # housekeeping must never cost a reply
+            log.exception("could not prune old inbound claims")
+
+
+def plan_reply(
+    reply: Reply, msg: CallbackMessage, *, late: bool, now: Any
+) -> tuple[StoredReply, list[Outgoing]]:
+    """What the passive reply carries and what goes through the outbox instead."""
+    key = msg.dedupe_key
+    card = reply.extras.get("card_update") if msg.response_code else None
+    if isinstance(card, dict) and card:
+        body: dict[str, Any] = {
+            "msgtype": "update_template_card",
+            "response_code": msg.response_code,
+            "text": reply.text,
+        }
+        if card.get("replace_name") and not card.get("template_card"):
+            if not late:
+                return StoredReply("passive", button=str(card["replace_name"])), []
+            body["button"] = {"replace_name": str(card["replace_name"])}
+        else:
+            body["template_card"] = card.get("template_card") or {}
+        row = Outgoing(f"card:{key}", msg.from_user, body, now, channel="wecom", rule="reply")
+        return StoredReply("outbox"), [row]
+    parts = split_text(reply.text, PASSIVE_TEXT_BYTES) if reply.text else []
+    passive = "" if late or not parts else parts.pop(0)
+    outgoing = [
+        Outgoing(
+            f"reply:{key}:{i}", msg.from_user, text_body(p), now, channel="wecom", rule="reply"
+        )
+        for i, p in enumerate(parts, start=1)
+    ]
+    return StoredReply("outbox" if late else "passive", text=passive), outgoing
+
+
+def _log_late_failure(future: asyncio.Future[Answer]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a deferred handler failed", exc_info=future.exception())
+
+
+def _release(rt: Runtime, key: str) -> None:
+    from sqlalchemy import delete
+
+    from bot.models import InboundMessage
+
+    with contextlib.suppress(Exception), rt.engine.begin() as conn:
+        conn.execute(
+            delete(InboundMessage).where(
+                col(InboundMessage.dedupe_key) == key,
+                col(InboundMessage.reply).is_(None),
+            )
+        )
+
+
+def _close_loops(pool: ThreadPoolExecutor, loops: list[asyncio.AbstractEventLoop]) -> None:
+    pool.shutdown(wait=True)
+    for loop in loops:
+        if not loop.is_closed() and not loop.is_running():
+            loop.close()
+    loops.clear()
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is longer than ``limit`` (nothing more is read)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject(outcome: str, status: int, text: str = "") -> Response:
+    CALLBACKS.labels(outcome=outcome).inc()
+    return Response(text, status_code=status, media_type="text/plain")
+
+
+def mount_callback(app: FastAPI, runtime: Runtime, *, budget_seconds: float | None = None) -> None:
+    """Add the two routes to ``app``; the handler threads stop with the app's lifespan."""
+    service = CallbackService(runtime, budget_seconds=budget_seconds)
+    app.state.callback = service
+    app.add_api_route("/wecom/callback", service.verify, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/wecom/callback", service.receive, methods=["POST"], include_in_schema=False)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            yield state
+        service.close()
+
+    app.router.lifespan_context = lifespan

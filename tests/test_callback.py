@@ -1,0 +1,380 @@
+"""The WeCom callback end to end over real HTTP on loopback: encrypted in, encrypted out,
+retries answered once, bad requests refused with nothing written, slow handlers deferred to
+the outbox, card clicks answered with a card update."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session, SQLModel
+
+from bot import messages
+from bot.app import create_app
+from bot.fake_wecom import DEFAULT_AES_KEY, DEFAULT_TOKEN, WeComPlayer
+from bot.inbound import StoredReply
+from bot.models import InboundMessage, Notice, NoticeReceipt, OutboxMessage
+from bot.roles import EVERYONE
+from bot.router import Command, Context, Request, Router, commands
+from tests.factories import small_bureau
+from tests.fakes.live import LiveServer
+from tests.fakes.wecom import configure_wecom, player_for
+
+CALLS: list[str] = []
+
+
+async def _echo(req: Request, ctx: Context) -> None:
+    CALLS.append(req.args)
+    ctx.reply(f"回声：{req.args}")
+
+
+async def _slow(req: Request, ctx: Context) -> None:
+    CALLS.append("slow")
+    time.sleep(float(req.args or "0.6"))  # a handler that blocks, as exports do
+    ctx.reply("慢慢来，好了")
+
+
+async def _long(req: Request, ctx: Context) -> None:
+    ctx.reply("\n".join(f"第{i}行：" + "党建" * 40 for i in range(30)))
+
+
+async def _confirm(req: Request, ctx: Context) -> None:
+    """A stand-in for handlers/notices.py: 收到 N confirms notice N, the button says so."""
+    CALLS.append("confirm:" + req.args)
+    receipt = ctx.session.execute(
+        select(NoticeReceipt).where(
+            NoticeReceipt.notice_id == int(req.args), NoticeReceipt.member_id == ctx.sender.id
+        )
+    ).scalar_one()
+    receipt.confirmed_at = ctx.now
+    ctx.reply(f"已确认收到通知 {req.args}。")
+    ctx.extras["card_update"] = {"replace_name": "已确认"}
+
+
+async def _slow_confirm(req: Request, ctx: Context) -> None:
+    time.sleep(0.6)
+    ctx.reply("已确认。")
+    ctx.extras["card_update"] = {"replace_name": "已确认"}
+
+
+TEST_COMMANDS = [
+    Command("echo", ("回声",), EVERYONE, "", _echo),
+    Command("slow", ("慢",), EVERYONE, "", _slow),
+    Command("long", ("长回复",), EVERYONE, "", _long),
+    Command("confirm", ("收到",), EVERYONE, "", _confirm),
+    Command("slow_confirm", ("迟确认",), EVERYONE, "", _slow_confirm),
+]
+
+
+@pytest.fixture
+def people(session) -> dict[str, Any]:
+    return small_bureau(session)
+
+
+@pytest.fixture
+def bot_url(runtime, settings, engine, clock, people) -> Iterator[str]:
+    configure_wecom(settings, "http://127.0.0.1:9")  # the API is not called here
+    runtime.router = Router(
+        engine=engine, clock=clock, settings=settings, table=TEST_COMMANDS + commands()
+    )
+    app = create_app(runtime, scheduler=False)
+    app.state.callback.budget = 0.3
+    CALLS.clear()
+    with LiveServer(app) as url:
+        yield url
+
+
+@pytest.fixture
+def player(bot_url) -> Iterator[WeComPlayer]:
+    with player_for(bot_url) as p:
+        yield p
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in SQLModel.metadata.sorted_tables
+        }
+
+
+def outbox(engine) -> list[OutboxMessage]:
+    with Session(engine) as s:
+        return list(s.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars())
+
+
+def test_url_verification_returns_the_bare_echo(player):
+    status, body, expected = player.verify_url()
+    assert status == 200
+    assert body == expected  # no quotes, no newline
+
+
+def test_member_message_gets_an_encrypted_reply_that_verifies(player, engine):
+    reply = player.say("zhangsan", "帮助")
+    assert reply.status == 200 and reply.xml is not None  # read() verified signature and corp
+    assert "张三" in reply.content and "帮助" in reply.content
+    assert "<ToUserName><![CDATA[zhangsan]]></ToUserName>" in reply.xml
+    assert counts(engine)["inboundmessage"] == 1
+
+
+def test_full_width_text_and_menu_clicks_reach_the_same_handler(player):
+    assert player.say("zhangsan", "回声　全角").content == "回声：全角"
+    assert player.menu("zhangsan", "回声 菜单").content == "回声：菜单"
+    assert CALLS == ["全角", "菜单"]
+
+
+def test_a_retried_message_is_handled_once_and_gets_the_same_reply(player, engine):
+    params, body = player.envelope(player.text_xml("zhangsan", "回声 一次", msg_id=777))
+    first = player.post("", params=params, body=body)
+    again = player.post("", params=params, body=body)
+    # WeCom's retry carries a new signature/timestamp but the same MsgId.
+    params2, body2 = player.envelope(player.text_xml("zhangsan", "回声 一次", msg_id=777))
+    third = player.post("", params=params2, body=body2)
+    assert first.content == again.content == third.content == "回声：一次"
+    assert CALLS == ["一次"]
+    assert counts(engine)["inboundmessage"] == 1
+
+
+def test_a_retry_while_the_first_is_running_is_answered_empty(player, engine, bot_url):
+    params, body = player.envelope(player.text_xml("zhangsan", "慢 0.25", msg_id=778))
+    results: list[Any] = []
+    first = threading.Thread(
+        target=lambda: results.append(player.post("", params=params, body=body))
+    )
+    first.start()
+    time.sleep(0.1)
+    with player_for(bot_url) as other:
+        second = other.post("", params=params, body=body)
+    first.join()
+    assert second.empty  # never two answers for one message
+    assert results[0].content == "慢慢来，好了"
+    assert CALLS == ["slow"]
+
+
+def _refused(engine, player: WeComPlayer, make: Any) -> int:
+    before = counts(engine)
+    status = make(player)
+    assert counts(engine) == before, "a rejected request must write nothing"
+    return status
+
+
+def test_bad_requests_are_refused_and_write_nothing(player, engine, bot_url):
+    url = player.url
+    xml = player.text_xml("zhangsan", "回声 x", msg_id=9001)
+
+    def bad_signature(p: WeComPlayer) -> int:
+        params, body = p.envelope(xml)
+        params["msg_signature"] = "0" * 40
+        return p.client.post(url, params=params, content=body).status_code
+
+    def wrong_corp(p: WeComPlayer) -> int:
+        other = WeComPlayer(
+            url=url, token=DEFAULT_TOKEN, encoding_aes_key=DEFAULT_AES_KEY, corp_id="wwother"
+        )
+        with other:
+            params, body = other.envelope(xml)
+            return other.client.post(url, params=params, content=body).status_code
+
+    def signed(p: WeComPlayer, body: bytes, encrypted: str = "x") -> int:
+        params = {
+            "timestamp": "1",
+            "nonce": "2",
+            "msg_signature": p.crypto.sign("1", "2", encrypted),
+        }
+        return p.client.post(url, params=params, content=body).status_code
+
+    def malformed(p: WeComPlayer) -> int:
+        return signed(p, b"<xml><Encrypt>x</Encrypt")
+
+    def doctype(p: WeComPlayer) -> int:
+        body = b'<!DOCTYPE xml [<!ENTITY x "x">]><xml><Encrypt>&x;</Encrypt></xml>'
+        return signed(p, body)
+
+    def oversized(p: WeComPlayer) -> int:
+        params, body = p.envelope(xml)
+        return p.client.post(url, params=params, content=body + b" " * (64 * 1024)).status_code
+
+    def no_params(p: WeComPlayer) -> int:
+        return p.client.post(url, content=p.envelope(xml)[1]).status_code
+
+    def signed_garbage(p: WeComPlayer) -> int:
+        return signed(p, b"<xml><Encrypt>QUJDRA==</Encrypt></xml>", "QUJDRA==")
+
+    assert _refused(engine, player, bad_signature) == 403
+    assert _refused(engine, player, wrong_corp) == 403
+    assert _refused(engine, player, malformed) == 400
+    assert _refused(engine, player, doctype) == 400
+    assert _refused(engine, player, oversized) == 400
+    assert _refused(engine, player, no_params) == 400
+    assert _refused(engine, player, signed_garbage) == 400
+    bad_get = httpx.get(
+        url, params={"msg_signature": "0" * 40, "timestamp": "1", "nonce": "2", "echostr": "abc"}
+    )
+    assert bad_get.status_code == 403
+    assert CALLS == []
+    metrics = httpx.get(bot_url + "/metrics").text
+    assert 'mofan_callbacks_total{outcome="bad_signature"}' in metrics
+
+
+def test_a_stranger_gets_the_refusal_and_nothing_is_written(player, engine):
+    before = counts(engine)
+    assert player.say("nobody", "学习 30分钟").content == messages.NOT_ON_ROSTER
+    assert counts(engine) == before
+
+
+def test_entering_the_app_greets_members_and_writes_nothing(player, engine):
+    before = counts(engine)
+    hello = player.post(player.event_xml("zhangsan", "enter_agent"))
+    assert hello.content == messages.WELCOME.format(name="张三")
+    assert player.post(player.event_xml("nobody", "enter_agent")).empty
+    assert player.post(player.event_xml("zhangsan", "view", key="https://x")).empty
+    assert counts(engine) == before
+
+
+def test_a_picture_gets_a_hint_to_send_text(player, engine):
+    xml = player.text_xml("zhangsan", "").replace(
+        "<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[image]]>"
+    )
+    assert player.post(xml).content == messages.EMPTY_MESSAGE
+
+
+def test_a_slow_handler_answers_empty_at_once_and_replies_through_the_outbox(player, engine, clock):
+    started = time.monotonic()
+    params, body = player.envelope(player.text_xml("zhangsan", "慢 0.8", msg_id=4242))
+    reply = player.post("", params=params, body=body)
+    assert reply.empty and time.monotonic() - started < 0.7
+    deadline = time.monotonic() + 5
+    while not outbox(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [row] = outbox(engine)
+    assert (row.key, row.recipient, row.channel) == ("reply:msg:4242:1", "zhangsan", "wecom")
+    assert row.body == {"msgtype": "text", "text": "慢慢来，好了"}
+    assert row.due_at == clock.now()  # a reply is never held for the send window
+    # WeCom's retry of it now gets the empty answer too: the reply is not given twice.
+    assert player.post("", params=params, body=body).empty
+    with Session(engine) as s:
+        stored = s.execute(select(InboundMessage.reply)).scalar_one()
+    assert StoredReply.load(stored).mode == "outbox"
+
+
+def test_a_long_reply_is_split_passive_first_then_the_outbox(player, engine):
+    reply = player.say("zhangsan", "长回复")
+    assert len(reply.content.encode()) <= 2048
+    rest = [r.body["text"] for r in outbox(engine)]
+    assert rest and all(len(t.encode()) <= 2048 for t in rest)
+    assert "\n".join([reply.content, *rest]) == "\n".join(
+        f"第{i}行：" + "党建" * 40 for i in range(30)
+    )
+
+
+def _notice_for(engine, people, clock) -> int:
+    with Session(engine) as s:
+        notice = Notice(text="请于周五前提交学习心得", scope="全体", created_at=clock.now())
+        s.add(notice)
+        s.flush()
+        s.add(NoticeReceipt(notice_id=notice.id, member_id=people["member"].id))
+        s.commit()
+        return int(notice.id)
+
+
+def test_a_button_click_confirms_the_notice_and_updates_the_card(player, engine, people, clock):
+    nid = _notice_for(engine, people, clock)
+    xml = player.card_click_xml(
+        "zhangsan", f"收到 {nid}", task_id="mofan_1_x_0", create_time=1764036000
+    )
+    reply = player.post(xml)
+    assert reply.button == "已确认" and reply.content == ""
+    assert "<MsgType><![CDATA[update_button]]></MsgType>" in (reply.xml or "")
+    with Session(engine) as s:
+        receipt = s.execute(select(NoticeReceipt)).scalar_one()
+    assert receipt.confirmed_at == clock.now()
+    # The click retried (same user, CreateTime, event and key) is answered alike, handled once.
+    assert player.post(xml).button == "已确认"
+    assert CALLS == [f"confirm:{nid}"]
+    # Typed instead of clicked (WeChat users see no card): the text answers.
+    assert player.say("zhangsan", f"收到 {nid}").content == f"已确认收到通知 {nid}。"
+
+
+def test_a_slow_click_updates_the_card_through_the_api(player, engine):
+    reply = player.post(player.card_click_xml("zhangsan", "迟确认", response_code="rc-slow"))
+    assert reply.empty
+    deadline = time.monotonic() + 5
+    while not outbox(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [row] = outbox(engine)
+    assert row.body["msgtype"] == "update_template_card"
+    assert row.body["response_code"] == "rc-slow"
+    assert row.body["button"] == {"replace_name": "已确认"}
+
+
+def test_old_claims_are_pruned(engine, clock, people):
+    from bot.inbound import claim, prune
+
+    claim(engine, key="msg:1", userid="zhangsan", now=clock.now() - timedelta(days=40))
+    claim(engine, key="msg:2", userid="zhangsan", now=clock.now())
+    assert prune(engine, before=clock.now() - timedelta(days=30)) == 1
+    assert counts(engine)["inboundmessage"] == 1
+
+
+def test_callback_is_503_until_configured(runtime, people):
+    app = create_app(runtime, scheduler=False)
+    with LiveServer(app) as url:
+        assert (
+            httpx.post(url + "/wecom/callback?msg_signature=a&timestamp=1&nonce=2").status_code
+            == 503
+        )
+
+
+def test_the_whole_loop_with_the_real_handlers(runtime, settings, engine, clock, people, session):
+    """The office broadcasts by chat, the card reaches WeCom, a member taps 确认收到."""
+    import asyncio
+
+    from bot.channels.webhook import RobotChannel
+    from bot.channels.wecom import WeComChannel
+    from bot.fake_wecom import FakeWeCom
+
+    fake = FakeWeCom()
+    with LiveServer(fake.app) as api_base:
+        configure_wecom(settings, api_base)
+        people["b1"].robot_key = "robot-b1"
+        session.commit()
+        settings.wecom.robot_broadcast = True
+        wecom = WeComChannel(settings=settings, engine=engine, clock=clock)
+        robot = RobotChannel(settings=settings, engine=engine, clock=clock)
+        console = runtime.channels_override["console"]
+        runtime.channels_override = {"wecom": wecom, "robot": robot, "console": console}
+        app = create_app(runtime, scheduler=False)
+        with LiveServer(app) as bot_url, player_for(bot_url) as player:
+            sent = player.say("zhouban", "通知 第一党支部 周五下午三点在三楼会议室学习，请准时参加")
+            assert sent.status == 200 and sent.content
+
+            async def dispatch() -> None:
+                clock.advance(minutes=15)  # notices go out a few minutes later, off :00/:30
+                try:
+                    await runtime.dispatcher.drain()
+                finally:  # the HTTP clients belong to this event loop
+                    await wecom.aclose()
+                    await robot.aclose()
+
+            asyncio.run(dispatch())
+            [card_call] = [
+                c for c in fake.calls_to("message/send") if c["body"]["msgtype"] == "template_card"
+            ]
+            card = card_call["body"]["template_card"]
+            assert set(card_call["body"]["touser"].split("|")) >= {"zhangsan", "wangshuji"}
+            [button] = [b for b in card["button_list"] if b["key"].startswith("收到")]
+            assert fake.robot_inbox["robot-b1"], "the branch group saw it too"
+
+            clicked = player.click("zhangsan", button["key"], task_id=card["task_id"])
+            assert clicked.button == messages.BUTTON_CONFIRMED
+            with Session(engine) as s:
+                receipt = s.execute(
+                    select(NoticeReceipt).where(NoticeReceipt.member_id == people["member"].id)
+                ).scalar_one()
+            assert receipt.confirmed_at is not None
