@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import text
 from sqlmodel import Session
 
+from bot.health import liveness, readiness
+from bot.logs import RequestIdMiddleware
 from bot.runtime import Runtime
 
 
@@ -29,64 +29,43 @@ def create_app(runtime: Runtime, *, scheduler: bool = True) -> FastAPI:
             if sched is not None:
                 sched.shutdown(wait=False)
             await runtime.aclose()
+            from bot.serve import mark_worker_dead
+
+            mark_worker_dead()
 
     app = FastAPI(title="Mofan Bot", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
 
+    app.add_middleware(RequestIdMiddleware)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        return liveness()
 
     @app.get("/readyz")
     def readyz() -> Response:
-        return _readiness(runtime, app.state.scheduler if hasattr(app.state, "scheduler") else None)
+        state = readiness(runtime, getattr(app.state, "scheduler", None))
+        return JSONResponse(state.as_json(), status_code=200 if state.ready else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        from bot.metrics import OUTBOX_DEPTH, OUTBOX_OLDEST_AGE, REGISTRY
+        from bot.metrics import OUTBOX_DEPTH, OUTBOX_OLDEST_AGE
         from bot.outbox import outbox_depth
+        from bot.serve import metrics_registry
 
         with Session(runtime.engine) as session:
             depth, age = outbox_depth(session, now=runtime.clock.now())
         OUTBOX_DEPTH.set(depth)
         OUTBOX_OLDEST_AGE.set(age or 0)
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
 
     with contextlib.suppress(ImportError):
         from bot.callback import mount_callback
 
         mount_callback(app, runtime)
     return app
-
-
-READY_MAX_OUTBOX_AGE = 600.0
-
-
-def _readiness(runtime: Runtime, sched: Any) -> Response:
-    from bot.db import current_revision, head_revision
-    from bot.outbox import outbox_depth
-
-    checks: dict[str, Any] = {}
-    ok = True
-    try:
-        with Session(runtime.engine) as session:
-            session.execute(text("SELECT 1"))
-            depth, age = outbox_depth(session, now=runtime.clock.now())
-        checks["database"] = "ok"
-        checks["outbox_pending"] = depth
-        checks["outbox_oldest_age_seconds"] = age
-        if age is not None and age > READY_MAX_OUTBOX_AGE:
-            ok = False
-    except Exception as exc:  # report, never raise: this is what ops look at
-        checks["database"] = f"error: {type(exc).__name__}"
-        return JSONResponse({"ready": False, **checks}, status_code=503)
-    current, head = current_revision(runtime.engine), head_revision()
-    checks["migrations"] = "head" if current == head else f"behind ({current} < {head})"
-    ok = ok and current == head
-    checks["scheduler"] = "running" if sched is not None and sched.running else "off"
-    return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
 
 def plain(text_: str, status: int = 200) -> PlainTextResponse:

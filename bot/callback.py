@@ -24,6 +24,7 @@ is not sent: the changed button is the confirmation.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import contextlib
 import logging
 import threading
@@ -179,7 +180,10 @@ class CallbackService:
     async def _answer(self, msg: CallbackMessage) -> Answer:
         loop = asyncio.get_running_loop()
         deadline = _Deadline()
-        future = loop.run_in_executor(self.pool, self._work, msg, deadline)
+        # copy_context: the request id (a contextvar) follows the work into the thread.
+        future = loop.run_in_executor(
+            self.pool, contextvars.copy_context().run, self._work, msg, deadline
+        )
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.budget)
         except TimeoutError:
