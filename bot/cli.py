@@ -50,7 +50,7 @@ def runtime(s: Settings | None = None) -> Runtime:
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         # Close the pool when the command ends (CliRunner runs many commands in one process).
-        ctx.call_on_close(lambda: rt.__dict__.get("engine") and rt.engine.dispose())
+        ctx.call_on_close(rt.dispose_engine)
     return rt
 
 
@@ -241,7 +241,7 @@ def serve(
 
 
 # Command groups that live in their own modules register themselves on `app` when imported.
-from bot import cli_ledger, cli_ops, cli_wecom  # noqa: E402, F401
+from bot import cli_ledger, cli_ops, cli_schedule, cli_wecom  # noqa: E402, F401
 
 
 def main() -> None:

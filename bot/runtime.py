@@ -56,6 +56,11 @@ class Runtime:
             settings=self.settings.outbox,
         )
 
+    def dispose_engine(self) -> None:
+        """Close the connection pool, if one was opened (and is ours)."""
+        if self.engine_override is None and "engine" in self.__dict__:
+            self.engine.dispose()
+
     async def aclose(self) -> None:
         channels = self.__dict__.get("channels") or {}
         for ch in {id(c): c for c in channels.values()}.values():

@@ -3,6 +3,7 @@ a fixed clock, settings and an assembled runtime."""
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -87,7 +88,7 @@ def settings(db_url: str) -> Settings:
 def runtime(settings: Settings, engine: Engine, clock: FixedClock) -> Runtime:
     from bot.channels.console import ConsoleChannel
 
-    console = ConsoleChannel(out=open(os.devnull, "w"))  # noqa: SIM115
+    console = ConsoleChannel(out=io.StringIO())
     return Runtime(
         settings=settings,
         clock=clock,
