@@ -310,7 +310,23 @@ def plan_reply(
         }
         if card.get("replace_name") and not card.get("template_card"):
             if not late:
-                return StoredReply("passive", button=str(card["replace_name"])), []
+                # The button changes at once; what the handler said (请假's "已告知书记", a
+                # sign-in's time) follows as a message, since a button reply carries no text.
+                said = (
+                    [
+                        Outgoing(
+                            f"reply:{key}:1",
+                            msg.from_user,
+                            text_body(reply.text),
+                            now,
+                            channel="wecom",
+                            rule="reply",
+                        )
+                    ]
+                    if reply.text
+                    else []
+                )
+                return StoredReply("passive", button=str(card["replace_name"])), said
             body["button"] = {"replace_name": str(card["replace_name"])}
         else:
             body["template_card"] = card.get("template_card") or {}

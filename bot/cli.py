@@ -241,7 +241,7 @@ def serve(
 
 
 # Command groups that live in their own modules register themselves on `app` when imported.
-from bot import cli_ledger, cli_ops, cli_schedule, cli_wecom  # noqa: E402, F401
+from bot import cli_ledger, cli_office, cli_ops, cli_schedule, cli_wecom  # noqa: E402, F401
 
 
 def main() -> None:

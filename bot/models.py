@@ -81,7 +81,11 @@ class Member(SQLModel, table=True):
 
 
 class Meeting(SQLModel, table=True):
-    __table_args__ = (Index("ix_meeting_branch_start", "branch_id", "starts_at"),)
+    __table_args__ = (
+        Index("ix_meeting_branch_start", "branch_id", "starts_at"),
+        # Bureau-wide counts of one kind in a period (cadence in 总览, the reminder engine).
+        Index("ix_meeting_kind_start", "kind", "starts_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     branch_id: int = Field(foreign_key="org.id")

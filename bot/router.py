@@ -11,7 +11,9 @@ message), the clock, the settings, the sender as a ``Member`` with roles and sco
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy import text as sql
 from sqlmodel import Session, col
 
 from bot import messages
@@ -180,6 +183,31 @@ def find_member(session: Session, userid: str) -> Member | None:
     return session.execute(select(Member).where(col(Member.userid) == userid)).scalar_one_or_none()
 
 
+ATTEMPTS = 5
+"""Runs of one message's transaction before a lost write race is reported as an error."""
+RETRY_DELAY = 0.01
+"""Seconds before the second run (growing after that; a few tenths at most in all)."""
+
+
+class _LostRace(Exception):
+    pass
+
+
+def lost_race(exc: BaseException) -> bool:
+    """The transaction lost a race with another writer and is safe to run again: SQLite's
+    "database is locked" (in WAL mode a reader whose snapshot went stale cannot become a
+    writer and is refused at once, busy timeout or not), PostgreSQL's serialization failure
+    or deadlock."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01"):
+        return True
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
 class Router:
     """Routes one inbound message to one handler inside one transaction."""
 
@@ -197,7 +225,23 @@ class Router:
         self.table = list(table) if table is not None else commands()
 
     async def handle(self, msg: Inbound) -> Reply:
+        # A transaction that lost a write race (two taps at once) is run again from the start:
+        # it rolled back whole, outbox rows included, so a second run is as if it came later.
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return await self._handle_once(msg, retry=attempt > 1, last=attempt == ATTEMPTS)
+            except _LostRace:
+                # The winner still holds the write lock for a moment: back off, with jitter
+                # so that two losers do not collide again.
+                await asyncio.sleep(RETRY_DELAY * attempt * (1 + random.random()))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _handle_once(self, msg: Inbound, *, retry: bool, last: bool) -> Reply:
         with Session(self.engine, expire_on_commit=False) as session:
+            if retry and self.engine.dialect.name == "sqlite":
+                # Take the write lock before reading (a write that matches no row still takes
+                # it, and waits busy_timeout for it): this run's snapshot cannot go stale.
+                session.execute(sql("UPDATE appstate SET name = name WHERE 0"))
             member = find_member(session, msg.userid)
             if member is None or not member.active:
                 # Nothing is recorded for strangers: one polite refusal.
@@ -218,8 +262,10 @@ class Router:
             try:
                 await self._dispatch(text, msg, ctx)
                 session.commit()
-            except Exception:
+            except Exception as exc:
                 session.rollback()
+                if not last and lost_race(exc):
+                    raise _LostRace from exc
                 log.exception("handler failed for %s", msg.userid)
                 return Reply(messages.INTERNAL_ERROR)
             return Reply("\n".join(ctx.replies), dict(ctx.extras))

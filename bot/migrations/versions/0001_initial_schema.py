@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:48:35.637939
+Create Date: 2026-11-27 10:28:08.664416
 """
 
 from alembic import op
@@ -153,6 +153,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('meeting', schema=None) as batch_op:
         batch_op.create_index('ix_meeting_branch_start', ['branch_id', 'starts_at'], unique=False)
+        batch_op.create_index('ix_meeting_kind_start', ['kind', 'starts_at'], unique=False)
 
     op.create_table('notice',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -268,6 +269,7 @@ def downgrade() -> None:
     op.drop_table('studyrecord')
     op.drop_table('notice')
     with op.batch_alter_table('meeting', schema=None) as batch_op:
+        batch_op.drop_index('ix_meeting_kind_start')
         batch_op.drop_index('ix_meeting_branch_start')
 
     op.drop_table('meeting')
