@@ -24,8 +24,8 @@ is not sent: the changed button is the confirmation.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import contextlib
+import contextvars
 import logging
 import threading
 import time
