@@ -17,7 +17,9 @@ HELP_FOOTER = "说「帮助」随时查看本说明。学习记录自愿填写�
 UNKNOWN_COMMAND = "没听懂「{text}」。"
 EMPTY_MESSAGE = "请发文字消息。说「帮助」查看可用命令。"
 INTERNAL_ERROR = "抱歉，处理时出了点问题，请稍后再试；已记下，管理员会查看。"
-WELCOME = "您好，{name}。我是模范机关党建助手：提醒会议、记录学习、确认通知。说「帮助」查看可用命令。"
+WELCOME = (
+    "您好，{name}。我是模范机关党建助手：提醒会议、记录学习、确认通知。说「帮助」查看可用命令。"
+)
 AMBIGUOUS_USER = "名字「{name}」对应多人：{candidates}。请用企业微信账号。"
 NO_SUCH_USER = "名册中没有「{name}」。"
 
@@ -75,8 +77,7 @@ R_BIRTHDAY_LIST = "{branch}本月过政治生日的党员：{items}。"
 R_BIRTHDAY_LIST_ITEM = "{name}（{date}，入党{years}周年）"
 R_BIRTHDAY = "{name}同志：{date}是您的政治生日，入党{years}周年。不忘初心，牢记使命。"
 R_MILESTONE = (
-    "{branch}：「{name}」将于{due}截止，还有{days}天。{submit}"
-    "完成后发「进度 {name} 说明 完成」。"
+    "{branch}：「{name}」将于{due}截止，还有{days}天。{submit}完成后发「进度 {name} 说明 完成」。"
 )
 R_MILESTONE_SUBMIT = "请按时报送材料。"
 R_MILESTONE_OVERDUE = (
@@ -242,7 +243,9 @@ LEAVE_TO_SECRETARY = "{name}请假：{kind} {when}。原因：{reason}"
 LEAVE_REASON_NONE = "未说明"
 
 # 学习 / 打卡
-STUDY_USAGE = "学习 [时长] [内容] —— 记录一次学习，如：学习 40分钟 第一议题（自愿填写，也可说「打卡」）"
+STUDY_USAGE = (
+    "学习 [时长] [内容] —— 记录一次学习，如：学习 40分钟 第一议题（自愿填写，也可说「打卡」）"
+)
 STUDY_DONE = "已记录学习 {duration}{topic}。"
 STUDY_NO_MINUTES = "已记录学习{topic}（未填时长，不计学时；下次可说「学习 40分钟 内容」）。"
 STUDY_YEAR = "今年累计 {hours} 学时，全年目标 {target} 学时（仅您本人和支部书记可见）。"
@@ -259,7 +262,9 @@ NOTIFY_USAGE = "通知 <范围> <内容> [截止 日期 时间] —— 范围：
 NOTIFY_EXAMPLE = "通知 全体 请于本周五前报送学习计划 截止 12月5日"
 NOTIFY_EMPTY = "通知内容是空的。示例：{example}"
 NOTIFY_TOO_LONG = "通知太长（{n}字），请控制在{max}字以内。"
-SCOPE_UNKNOWN = "找不到范围「{token}」。范围可以是：全体、书记，或支部名称（如 {example}），多个用、隔开。"
+SCOPE_UNKNOWN = (
+    "找不到范围「{token}」。范围可以是：全体、书记，或支部名称（如 {example}），多个用、隔开。"
+)
 SCOPE_AMBIGUOUS = "「{token}」对应多个支部：{names}。请写全称。"
 SCOPE_EMPTY = "范围「{scope}」里没有在册党员，通知未发出。"
 NOTIFY_DONE = "已发出通知{id}，共{n}人{later}。{deadline}说「未确认 {id}」或「总览」查看确认情况。"
@@ -273,7 +278,9 @@ NOTICE_SEE_ABOVE = "全文见上一条消息。"
 NOTICE_CARD_DEADLINE = "截止"
 NOTICE_ROBOT = "【通知{id}】{text}{deadline}\n请在与党建助手的私聊中确认收到，无需在群里回复。"
 NUDGE_TITLE = "通知{id}尚未确认"
-UNCONFIRMED_USAGE = "未确认 [编号] —— 谁还没确认通知（书记看本支部名单，党委办、党委委员看各支部人数）"
+UNCONFIRMED_USAGE = (
+    "未确认 [编号] —— 谁还没确认通知（书记看本支部名单，党委办、党委委员看各支部人数）"
+)
 UNCONFIRMED_BRANCH = "通知{id}「{text}」：{branch}已确认 {confirmed}/{total}。"
 UNCONFIRMED_NAMES = "未确认：{names}。可说「催办 {id}」私信提醒一次。"
 UNCONFIRMED_NONE = "本支部已全部确认。"
@@ -288,7 +295,9 @@ NUDGE_CAPPED = "{n}人已提醒满{cap}次，不再提醒。"
 NUDGE_NONE = "通知{id}本支部已全部确认，无需催办。"
 
 # 状态 / 总览 / 我的 / 考勤 / 未学习
-STATUS_USAGE = "状态 [支部] —— 支部本期会议、学时、通知、党费、任务和近期会议（党委办、党委委员可指定支部）"
+STATUS_USAGE = (
+    "状态 [支部] —— 支部本期会议、学时、通知、党费、任务和近期会议（党委办、党委委员可指定支部）"
+)
 STATUS_HEADER = "{branch} · {today}"
 STATUS_CADENCE = "三会一课与组织生活："
 CADENCE_LINE = "· {name}（{rule}）：{period}{held}/{minimum} {bar} {state}"
@@ -326,17 +335,27 @@ SCORE_TOTAL = "{score}分"
 SCORE_NONE = "（暂无到期要求）"
 SCORE_PART = "{label}{points}/{weight}（{done}/{due}）"
 SCORE_PART_NONE = "{label}暂无到期"
-SCORE_PART_NAMES = {"cadence": "会议", "attendance": "出勤", "dues": "党费", "tasks": "任务", "study": "学习"}
+SCORE_PART_NAMES = {
+    "cadence": "会议",
+    "attendance": "出勤",
+    "dues": "党费",
+    "tasks": "任务",
+    "study": "学习",
+}
 OVERVIEW_OWES = "  本期还欠：{items}"
 OVERVIEW_OWES_NOTHING = "  本期要求已完成"
 OVERVIEW_OWED_ITEM = "{name}{n}次（还剩{days}天）"
 OVERVIEW_OVERDUE_TASKS = "逾期任务{n}项"
 OVERVIEW_NOTICE = "；通知{id}已确认 {confirmed}/{total}"
-OVERVIEW_REST = "……另有{n}个支部未列出（其中{owing}个本期仍有欠项）；命令行 mofan status --json 可看全部。"
+OVERVIEW_REST = (
+    "……另有{n}个支部未列出（其中{owing}个本期仍有欠项）；命令行 mofan status --json 可看全部。"
+)
 MINE_USAGE = "我的 —— 本人今年的学时、出勤、党费、待确认通知和近期会议"
 MINE_HEADER = "{name}（{branch}）· {today}"
 MINE_STUDY = "学时：今年 {hours}/{target} {bar}（按进度应达 {pace}；仅您本人和支部书记可见）"
-MINE_ATTENDANCE = "会议：今年应参加 {total} 次，签到 {signed}，请假 {leave}，补学 {made_up}，未到 {absent}"
+MINE_ATTENDANCE = (
+    "会议：今年应参加 {total} 次，签到 {signed}，请假 {leave}，补学 {made_up}，未到 {absent}"
+)
 MINE_ATTENDANCE_NONE = "会议：今年还没有需要您参加且已结束的会议。"
 MINE_DUES = "党费：今年已交 {paid}"
 MINE_DUES_NONE = "党费：今年还没有登记"
@@ -358,7 +377,9 @@ ATTENDANCE_NO_MEETING = "本支部还没有已开始的会议。"
 ATTENDANCE_NOT_STARTED = "会议{id}还没开始（{when}）。"
 ATTENDANCE_NO_MATCH = "没有找到「{text}」对应的会议。"
 STUDY_BEHIND_USAGE = "未学习 —— 本支部学时落后全年进度的党员（仅书记可见，不排名）"
-STUDY_BEHIND_HEADER = "今年已过 {percent}%，按进度应达：党员 {member_pace} 学时、支委 {committee_pace} 学时。"
+STUDY_BEHIND_HEADER = (
+    "今年已过 {percent}%，按进度应达：党员 {member_pace} 学时、支委 {committee_pace} 学时。"
+)
 STUDY_BEHIND_LINE = "· {name} {hours}/{target}"
 STUDY_BEHIND_NONE = "本支部党员的学时都跟上了进度。"
 STUDY_BEHIND_FOOTER = "仅供您了解情况、个别提醒，请勿公开通报或排名。"
@@ -396,7 +417,9 @@ MAKEUP_NOT_ENDED = "会议{id}还没结束，结束后再登记补学。"
 MAKEUP_NOT_INVITED = "{name}不是会议{id}的参会人员。"
 
 # 任务 / 进度
-TASK_USAGE = "任务 <名称> <截止日期> [范围] —— 为范围内每个支部建立任务，如：任务 报送整改清单 12月20日 全体"
+TASK_USAGE = (
+    "任务 <名称> <截止日期> [范围] —— 为范围内每个支部建立任务，如：任务 报送整改清单 12月20日 全体"
+)
 TASK_EXAMPLE = "任务 报送整改清单 12月20日 全体"
 TASK_NO_NAME = "请写任务名称。示例：{example}"
 TASK_NO_DATE = "缺少截止日期。示例：{example}"
@@ -439,7 +462,9 @@ REPORT_USAGE = "报告 <内容> —— 向党委请示报告重大事项"
 REPORT_EMPTY = "请写明报告内容。示例：报告 拟于12月召开支部党员大会进行换届选举"
 REPORT_DONE = "已报送党委办（报告{id}），党委办阅后会告知您。"
 REPORT_CARD_TITLE = "请示报告{id}"
-REPORT_FALLBACK = "请示报告{id}（{branch} {name}）：{text}\n阅后回复「已阅 {id}」，报告人会收到告知。"
+REPORT_FALLBACK = (
+    "请示报告{id}（{branch} {name}）：{text}\n阅后回复「已阅 {id}」，报告人会收到告知。"
+)
 BUTTON_ACK = "已阅"
 ACK_USAGE = "已阅 <报告编号> —— 告知报告人其请示报告已阅"
 ACK_DONE = "已告知{name}：报告{id}已阅。"
@@ -449,11 +474,15 @@ ACK_TO_REPORTER = "您的请示报告{id}党委办已阅：{text}"
 
 # WeCom: mofan doctor
 DOCTOR_CONFIG_OK = "配置：{source}"
-DOCTOR_CONSOLE_MODE = "当前为控制台模式（bot.channel = \"console\"）：消息只打印在控制台，不发往企业微信。要接入企业微信，请设 bot.channel = \"wecom\" 并填写 [wecom]。"
+DOCTOR_CONSOLE_MODE = '当前为控制台模式（bot.channel = "console"）：消息只打印在控制台，不发往企业微信。要接入企业微信，请设 bot.channel = "wecom" 并填写 [wecom]。'
 DOCTOR_DB_OK = "数据库：可以连接，表结构为最新版本（{revision}）。"
-DOCTOR_DB_DOWN = "数据库：连接不上 {url}（{error}）。请检查 database.url、数据库服务是否启动、账号密码。"
+DOCTOR_DB_DOWN = (
+    "数据库：连接不上 {url}（{error}）。请检查 database.url、数据库服务是否启动、账号密码。"
+)
 DOCTOR_DB_EMPTY = "数据库：还没有建表。请先运行 `mofan init`。"
-DOCTOR_DB_BEHIND = "数据库：表结构版本 {current} 落后于程序需要的 {head}。请运行 `mofan db upgrade`。"
+DOCTOR_DB_BEHIND = (
+    "数据库：表结构版本 {current} 落后于程序需要的 {head}。请运行 `mofan db upgrade`。"
+)
 DOCTOR_MISSING = "{key} 未填写：{where}"
 DOCTOR_WHERE = {
     "corp_id": "管理后台「我的企业 → 企业信息」最下方的企业ID（一般以 ww 开头）。",
@@ -462,7 +491,9 @@ DOCTOR_WHERE = {
     "token": "「应用管理 → 本应用 → 接收消息 → 设置API接收」里的 Token（可点「随机获取」）。",
     "encoding_aes_key": "同一页面的 EncodingAESKey（43 位，可点「随机获取」）。",
 }
-DOCTOR_TOKEN_BAD = "wecom.token 应为 3–32 位英文字母或数字，与管理后台「设置API接收」里的 Token 一致。"
+DOCTOR_TOKEN_BAD = (
+    "wecom.token 应为 3–32 位英文字母或数字，与管理后台「设置API接收」里的 Token 一致。"
+)
 DOCTOR_AES_BAD = "wecom.encoding_aes_key 应为 43 位字母和数字（管理后台「设置API接收」里的 EncodingAESKey），当前 {length} 位或含其他字符。"
 DOCTOR_CALLBACK_OK = "回调设置：Token 与 EncodingAESKey 格式正确。管理后台的接收消息 URL 请填 https://<本服务的域名>/wecom/callback（域名须备案且与企业主体相关）。"
 DOCTOR_REACH_FAIL = "连不上企业微信接口 {base}（{error}）：请检查网络、代理和防火墙；政务微信或私有部署的接口地址不同，请核对 wecom.api_base。"
