@@ -6,7 +6,7 @@ PostgreSQL is reached through ``database.url`` (psycopg 3).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,28 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_ignore(
+    session: Session, model: Any, rows: Sequence[dict[str, Any]], *, keys: Sequence[str]
+) -> int:
+    """Insert ``rows``, skipping those that collide on the unique ``keys``; returns how many
+    were new. Runs in the caller's transaction.
+
+    One statement for any number of rows (executemany with RETURNING, which SQLAlchemy sends
+    as batched multi-row INSERTs), so its compiled form is cached; a multi-row ``values()``
+    would be compiled afresh on every call. The dialect's INSERT is imported on first use:
+    the cold start of ``mofan chat`` counts.
+    """
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    table = model.__table__
+    stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(table.c.id)
+    return len(session.execute(stmt, list(rows)).all())
 
 
 def alembic_config(engine: Engine) -> Any:

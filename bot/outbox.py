@@ -26,6 +26,7 @@ from sqlmodel import Session, col
 from bot.channels.base import Channel, SendOutcome
 from bot.clock import Clock
 from bot.config import OutboxSettings
+from bot.db import insert_ignore
 from bot.models import OutboxMessage
 
 log = logging.getLogger("mofan.outbox")
@@ -69,32 +70,7 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime) -> in
         }
         for o in items
     ]
-    if not rows:
-        return 0
-    stmt = _insert_ignore(session.get_bind().dialect.name)
-    if len(rows) == 1:
-        return len(session.execute(stmt, rows[0]).all())
-    # executemany with RETURNING: SQLAlchemy batches it ("insertmanyvalues") and the compiled
-    # statement is cached, so a broadcast to thousands costs a few round trips.
-    return len(session.execute(stmt, rows).all())
-
-
-_INSERT_IGNORE: dict[str, Any] = {}
-
-
-def _insert_ignore(dialect: str) -> Any:
-    """``INSERT … ON CONFLICT (key) DO NOTHING RETURNING id``, built once per dialect."""
-    stmt = _INSERT_IGNORE.get(dialect)
-    if stmt is None:
-        # Imported on first use: the start-up of `mofan chat` counts.
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        stmt = insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
-        _INSERT_IGNORE[dialect] = stmt
-    return stmt
+    return insert_ignore(session, OutboxMessage, rows, keys=["key"])
 
 
 @dataclass

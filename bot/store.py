@@ -34,10 +34,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, col
 
+from bot.db import insert_ignore
 from bot.models import (
     Attendance,
     Deed,
@@ -63,24 +62,6 @@ GROUP_KINDS = frozenset({"党小组会"})
 
 
 # Helpers ----------------------------------------------------------------------------------
-
-
-def insert_ignore(
-    session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]], *, keys: Sequence[str]
-) -> int:
-    """Insert rows, skipping those that collide on the unique ``keys``; returns how many were new.
-
-    One statement for any number of rows (executemany with RETURNING, which SQLAlchemy sends
-    as batched multi-row INSERTs), so its compiled form is cached: a multi-row ``values()``
-    would be compiled afresh on every call.
-    """
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = model.__table__  # type: ignore[attr-defined]
-    stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(table.c.id)
-    return len(session.execute(stmt, list(rows)).all())
 
 
 def _rowcount(result: Any) -> int:

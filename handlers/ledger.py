@@ -20,7 +20,6 @@ import re
 
 from bot import messages as msg
 from bot.calendar import local_date
-from bot.ledger import export_path, prune_exports, write_ledger
 from bot.roles import Role
 from bot.router import Command, Context, Request
 from bot.store import list_branches
@@ -59,6 +58,9 @@ async def handle_export(req: Request, ctx: Context) -> None:
         ctx.reply(msg.LEDGER_NO_BRANCH)
         return
     scope = msg.LEDGER_SCOPE_ALL if everything else ctx.branch.name
+    # openpyxl is imported only when someone exports: every other command starts faster.
+    from bot.ledger import export_path, prune_exports, write_ledger
+
     path = export_path(ctx.settings, year=year, scope=scope, now=ctx.now)
     try:
         prune_exports(ctx.settings, now=ctx.now)
