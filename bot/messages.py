@@ -13,7 +13,9 @@ NOT_ON_ROSTER = "您好，您不在本机关党员名册中，暂时无法使用
 DEACTIVATED = NOT_ON_ROSTER
 FORBIDDEN = "「{command}」仅限{who}使用。"
 HELP_HEADER = "您好，{name}。可以这样对我说："
-HELP_FOOTER = "说「帮助」随时查看本说明。学习记录自愿填写，不排名、不打卡。"
+HELP_FOOTER = "学习记录自愿填写，不排名、不打卡。"
+HELP_MORE = "说「帮助 命令」查看说明，如：帮助 安排"
+HELP_UNKNOWN = "您可用的命令里没有「{word}」。说「帮助」查看可用命令。"
 UNKNOWN_COMMAND = "没听懂「{text}」。"
 EMPTY_MESSAGE = "请发文字消息。说「帮助」查看可用命令。"
 INTERNAL_ERROR = "抱歉，处理时出了点问题，请稍后再试；已记下，管理员会查看。"
@@ -278,9 +280,7 @@ NOTICE_SEE_ABOVE = "全文见上一条消息。"
 NOTICE_CARD_DEADLINE = "截止"
 NOTICE_ROBOT = "【通知{id}】{text}{deadline}\n请在与党建助手的私聊中确认收到，无需在群里回复。"
 NUDGE_TITLE = "通知{id}尚未确认"
-UNCONFIRMED_USAGE = (
-    "未确认 [编号] —— 谁还没确认通知（书记看本支部名单，党委办、党委委员看各支部人数）"
-)
+UNCONFIRMED_USAGE = "未确认 [编号] —— 谁还没确认通知（书记看名单，党委办看各支部人数）"
 UNCONFIRMED_BRANCH = "通知{id}「{text}」：{branch}已确认 {confirmed}/{total}。"
 UNCONFIRMED_NAMES = "未确认：{names}。可说「催办 {id}」私信提醒一次。"
 UNCONFIRMED_NONE = "本支部已全部确认。"
@@ -515,9 +515,7 @@ DOCTOR_SUMMARY_FAIL = "有 {count} 项需要处理，见上面标 ✗ 的行。"
 
 
 # 导出 台账 and the explained scorecard (handlers/ledger.py, bot/ledger.py, bot/scorecard.py) -------
-LEDGER_USAGE = (
-    "导出 台账 [年份] —— 年度台账（Excel 文件）；书记导出本支部，党委办和党委委员导出全部支部"
-)
+LEDGER_USAGE = "导出 台账 [年份] —— 年度台账（Excel），书记导出本支部"
 LEDGER_BAD_YEAR = "年份看不懂：{token}。示例：导出 台账 2026"
 LEDGER_FUTURE_YEAR = "{year}年还没有开始，没有台账可导出。"
 LEDGER_NO_BRANCH = "没有可导出的支部。"

@@ -134,3 +134,30 @@ def test_handler_error_rolls_back_and_answers_politely(session, engine, clock, s
     )
     session.rollback()
     assert session.execute(select(func.count()).select_from(Feedback)).scalar_one() == 0
+
+
+def test_help_fits_one_wecom_message_for_every_role(session, engine, clock, settings):
+    """WeCom cuts a passive reply at 2048 bytes: help for the busiest roles must fit in one."""
+    from bot.models import Member
+
+    p = small_bureau(session)
+    both = Member(
+        userid="both", name="全能", branch_id=p["b1"].id, duties="书记", roles="党委办、党委委员"
+    )
+    session.add(both)
+    session.commit()
+    router = Router(engine=engine, clock=clock, settings=settings)
+    for user in ("zhangsan", "wangshuji", "zhouban", "wuweiyuan", "both"):
+        text = asyncio.run(router.handle(Inbound(userid=user, text="帮助"))).text
+        assert len(text.encode()) <= 2048, (user, len(text.encode()))
+
+
+def test_help_for_one_command(session, engine, clock, settings):
+    small_bureau(session)
+    router = Router(engine=engine, clock=clock, settings=settings)
+
+    def say(user: str, text: str) -> str:
+        return asyncio.run(router.handle(Inbound(userid=user, text=text))).text
+
+    assert say("wangshuji", "帮助 安排").startswith("安排 <类型> <日期> <时间>")
+    assert say("zhangsan", "帮助 安排") == "您可用的命令里没有「安排」。说「帮助」查看可用命令。"
