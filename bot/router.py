@@ -179,8 +179,14 @@ def usage_for(roles: frozenset[Role], table: Sequence[Command] | None = None) ->
     return seen
 
 
-def find_member(session: Session, userid: str) -> Member | None:
-    return session.execute(select(Member).where(col(Member.userid) == userid)).scalar_one_or_none()
+def find_sender(session: Session, userid: str) -> tuple[Member, Org] | None:
+    """The member and their branch in one query (this runs for every message)."""
+    row = session.execute(
+        select(Member, Org)
+        .join(Org, col(Org.id) == col(Member.branch_id))
+        .where(col(Member.userid) == userid)
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 ATTEMPTS = 5
@@ -242,12 +248,11 @@ class Router:
                 # Take the write lock before reading (a write that matches no row still takes
                 # it, and waits busy_timeout for it): this run's snapshot cannot go stale.
                 session.execute(sql("UPDATE appstate SET name = name WHERE 0"))
-            member = find_member(session, msg.userid)
-            if member is None or not member.active:
+            found = find_sender(session, msg.userid)
+            if found is None or not found[0].active:
                 # Nothing is recorded for strangers: one polite refusal.
                 return Reply(messages.NOT_ON_ROSTER)
-            branch = session.get(Org, member.branch_id)
-            assert branch is not None
+            member, branch = found
             ctx = Context(
                 session=session,
                 clock=self.clock,
