@@ -72,6 +72,8 @@ PRUNE_EVERY_SECONDS = 3600.0
 ROUTED_EVENTS = frozenset({"click", "template_card_event"})
 WELCOME_EVENTS = frozenset({"enter_agent", "subscribe"})
 XML = "application/xml; charset=utf-8"
+USERID_MAX = 64
+"""``Member.userid``'s column length (WeCom userids are at most 64 bytes)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,9 @@ class CallbackService:
     def _route(self, msg: CallbackMessage, deadline: _Deadline) -> Answer:
         rt = self.runtime
         key = msg.dedupe_key
+        if len(msg.from_user) > USERID_MAX:
+            # No member has such a userid, and PostgreSQL refuses it in the claim (a 500).
+            return Answer(text=messages.NOT_ON_ROSTER, outcome="stranger")
         got = claim(rt.engine, key=key, userid=msg.from_user, now=rt.clock.now())
         if got.state == "stranger":
             return Answer(text=messages.NOT_ON_ROSTER, outcome="stranger")

@@ -56,7 +56,9 @@ class CallbackCrypto:
 
     def check(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
         expected = signature(self.token, timestamp, nonce, encrypted)
-        if not hmac.compare_digest(expected, msg_signature.lower()):
+        # As bytes: compare_digest raises TypeError on a str with non-ASCII characters, and a
+        # forged signature may carry any (that was a 500 instead of a 403).
+        if not hmac.compare_digest(expected.encode(), msg_signature.lower().encode()):
             raise SignatureError("msg_signature mismatch")
 
     def decrypt(self, encrypted: str) -> str:

@@ -9,6 +9,7 @@ escape ``]]>`` inside CDATA.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from wechatpy.enterprise import parse_message
 
 MAX_BODY_BYTES = 64 * 1024
 """DESIGN §4.3: a callback body over 64 KiB is refused (WeCom's are a few hundred bytes)."""
+DEDUPE_KEY_MAX = 200
+"""``InboundMessage.dedupe_key``'s column length."""
 
 PASSIVE_TEXT_BYTES = 2048
 """A passive text reply's ``Content`` is cut by WeCom beyond 2048 bytes (wecom-api.md §2.4)."""
@@ -72,8 +75,16 @@ class CallbackMessage:
     def dedupe_key(self) -> str:
         """WeCom's retry identity: MsgId, or FromUserName+CreateTime+Event+EventKey for events."""
         if self.msg_id:
-            return f"msg:{self.msg_id}"
-        return f"evt:{self.from_user}:{self.create_time}:{self.event or ''}:{self.event_key or ''}"
+            key = f"msg:{self.msg_id}"
+        else:
+            key = (
+                f"evt:{self.from_user}:{self.create_time}:{self.event or ''}:{self.event_key or ''}"
+            )
+        if len(key) > DEDUPE_KEY_MAX:
+            # A long EventKey (up to 128 bytes) from a long userid can exceed the column
+            # (PostgreSQL refuses the insert: a 500): keep a prefix and a digest of the whole.
+            key = key[: DEDUPE_KEY_MAX - 41] + ":" + hashlib.sha1(key.encode()).hexdigest()
+        return key
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:
