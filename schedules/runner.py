@@ -59,6 +59,7 @@ from bot.calendar import (
 )
 from bot.clock import SHANGHAI, local
 from bot.config import CalendarSettings, Settings
+from bot.db import insert_ignore
 from bot.models import AppState, NoticeReceipt, OutboxMessage, Task
 from bot.outbox import Outgoing, enqueue, text_body
 from schedules.base import PlanData, Reminder, end_of_day, start_of_day
@@ -412,27 +413,11 @@ def _insert(
                     "created_at": now,
                 }
             )
-    added = enqueue(session, rows, now=now) + _insert_markers(session, markers)
+    added = enqueue(session, rows, now=now) + insert_ignore(
+        session, OutboxMessage, markers, keys=["key"]
+    )
     if strict and added != len(rows) + len(markers):
         raise _Conflict
-
-
-def _insert_markers(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert the ``merged`` rows whose key is new; how many were new.
-
-    One executemany (SQLAlchemy batches it into multi-row INSERTs with RETURNING), rather
-    than a VALUES list per chunk, which costs a statement build per row.
-    """
-    if not rows:
-        return 0
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    stmt = (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(table.c.id, sort_by_parameter_order=True)
-    )
-    return len(session.execute(stmt, rows).all())
 
 
 def _nudge(session: Session, items: list[tuple[Planned, list[Reminder]]]) -> None:
