@@ -25,6 +25,13 @@ app.add_typer(import_app, name="import")
 
 class State:
     config: str | None = None
+    runtimes: list[Runtime] = []
+    """Runtimes built by this command; their connection pools close when it ends."""
+
+
+def _close_runtimes() -> None:
+    while State.runtimes:
+        State.runtimes.pop().dispose_engine()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -42,15 +49,10 @@ def settings() -> Settings:
 
 
 def runtime(s: Settings | None = None) -> Runtime:
-    import click
-
     from bot.runtime import Runtime
 
     rt = Runtime(settings=s or settings())
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        # Close the pool when the command ends (CliRunner runs many commands in one process).
-        ctx.call_on_close(rt.dispose_engine)
+    State.runtimes.append(rt)
     return rt
 
 
@@ -81,12 +83,16 @@ def _safe_url(url: str) -> str:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     config: Annotated[
         Optional[str],  # noqa: UP045  (typer needs Optional here on 3.11)
         typer.Option("--config", help="Config file (else $MOFAN_CONFIG, else ./mofan.toml)."),
     ] = None,
 ) -> None:
     State.config = config
+    # Close the pools when the command ends (CliRunner runs many commands in one process,
+    # and PostgreSQL counts every connection left open).
+    ctx.call_on_close(_close_runtimes)
 
 
 @app.command()

@@ -86,7 +86,8 @@ def test_workers_share_one_scheduler_and_add_up_their_metrics(cfg, db_url, tmp_p
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        # Generous: two workers each import the whole bot, on a CI machine that may be busy.
+        deadline = time.monotonic() + 90
         states: dict[str, int] = {}
         holder = None
         while time.monotonic() < deadline:
