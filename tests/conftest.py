@@ -95,3 +95,19 @@ def runtime(settings: Settings, engine: Engine, clock: FixedClock) -> Runtime:
         engine_override=engine,
         channels_override={"console": console, "wecom": console, "robot": console},
     )
+
+
+@pytest.fixture
+def bureau(session: Session) -> dict[str, object]:
+    """small_bureau's people, committed (see tests/factories.py)."""
+    from tests.factories import small_bureau
+
+    return small_bureau(session)
+
+
+@pytest.fixture
+def chat(engine: Engine, clock: FixedClock, settings: Settings) -> object:
+    """Talk to the bot through the router: ``chat(member, "签到")`` → the reply text."""
+    from tests.chatkit import Chat
+
+    return Chat(engine, clock, settings)

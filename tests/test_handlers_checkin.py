@@ -11,17 +11,6 @@ from sqlmodel import col
 from bot import messages
 from bot.models import Attendance
 from tests.chatkit import Chat, add_meeting, body_text, fresh, outbox, recipients, shanghai
-from tests.factories import small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
 
 
 def _attendance(session, meeting_id, member_id):

@@ -8,18 +8,7 @@ from sqlmodel import col
 
 from bot import messages
 from bot.models import DuesRecord
-from tests.chatkit import Chat, fresh, shanghai
-from tests.factories import small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
+from tests.chatkit import fresh, shanghai
 
 
 def _paid(session, member):

@@ -7,18 +7,8 @@ from sqlalchemy import select
 
 from bot import messages
 from bot.models import Deed, Feedback
-from tests.chatkit import Chat, body_text, fresh, outbox, recipients, shanghai
-from tests.factories import member, small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
+from tests.chatkit import body_text, fresh, outbox, recipients, shanghai
+from tests.factories import member
 
 
 @pytest.mark.parametrize("who", ["member", "secretary", "office", "leader", "other"])

@@ -36,11 +36,6 @@ def bureau(session, settings, clock, tmp_path):
     return p
 
 
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
-
-
 def the_file(session, who) -> tuple[Path, dict]:
     (row,) = outbox(session, "ledger:")
     assert row.recipient == who.userid and row.rule == "ledger"

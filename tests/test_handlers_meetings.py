@@ -8,18 +8,8 @@ from sqlmodel import col
 
 from bot import messages
 from bot.models import Attendance, Meeting
-from tests.chatkit import Chat, add_meeting, fresh, outbox, recipients, shanghai
-from tests.factories import member, org, small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
+from tests.chatkit import add_meeting, fresh, outbox, recipients, shanghai
+from tests.factories import member, org
 
 
 def _meetings(session):

@@ -11,17 +11,6 @@ from sqlmodel import col
 from bot import messages
 from bot.models import Notice, NoticeReceipt
 from tests.chatkit import Chat, body_text, fresh, outbox, recipients, shanghai
-from tests.factories import small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
 
 
 def _receipts(session, notice_id):

@@ -6,19 +6,7 @@ import pytest
 
 from bot import messages
 from bot.models import DuesRecord, StudyRecord
-from tests.chatkit import Chat, add_meeting, shanghai
-from tests.factories import small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
-
+from tests.chatkit import add_meeting, shanghai
 
 SECRETARY_ONLY = messages.FORBIDDEN.format(command="未学习", who="支部书记、支委")
 

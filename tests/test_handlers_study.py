@@ -9,17 +9,6 @@ from sqlmodel import col
 from bot import messages
 from bot.models import StudyRecord
 from tests.chatkit import Chat, fresh, shanghai
-from tests.factories import small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
 
 
 def _records(session, member):

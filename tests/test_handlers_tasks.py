@@ -10,18 +10,7 @@ from sqlmodel import col
 
 from bot import messages
 from bot.models import Task, TaskProgress
-from tests.chatkit import Chat, fresh, outbox, recipients, shanghai
-from tests.factories import small_bureau
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
-
-
-@pytest.fixture
-def chat(engine, clock, settings):
-    return Chat(engine, clock, settings)
+from tests.chatkit import fresh, outbox, recipients, shanghai
 
 
 def _tasks(session):

@@ -32,11 +32,6 @@ def rows(engine, **where) -> list[OutboxMessage]:  # type: ignore[no-untyped-def
         return list(s.scalars(stmt))
 
 
-@pytest.fixture
-def bureau(session):  # type: ignore[no-untyped-def]
-    return small_bureau(session)
-
-
 # 2026-12-04 is a Friday and December's 党费日 (the 5th is a Saturday).
 DUES_DAY = sh(2026, 12, 4, 9, 20)
 

@@ -19,7 +19,7 @@ from bot.status import (
     study_progress,
     year_fraction,
 )
-from tests.factories import org, small_bureau
+from tests.factories import org
 
 
 def at(y: int, m: int, d: int, hh: int = 10, mm: int = 0) -> datetime:
@@ -55,11 +55,6 @@ def lines(session, settings, branch, now):
             branch.id
         ]
     }
-
-
-@pytest.fixture
-def bureau(session):
-    return small_bureau(session)
 
 
 def test_month_boundary_is_midnight_in_shanghai(session, settings, bureau):
