@@ -54,7 +54,11 @@ def _free_port() -> int:
 def _workers(pid: int) -> set[int]:
     """uvicorn's worker processes (multiprocessing's resource tracker is a child too)."""
     out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+        # -ww: never cut the command line (a long venv path pushed "spawn_main" past 80 columns)
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     return {int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line}
 
