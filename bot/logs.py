@@ -126,3 +126,5 @@ def setup_logging(level: int = logging.INFO, *, json_lines: bool | None = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # APScheduler logs every run of the 5-second dispatch job at INFO: keep its warnings only.
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
