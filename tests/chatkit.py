@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -96,3 +97,12 @@ def add_meeting(
     )
     session.commit()
     return meeting
+
+
+def mofan(cfg: Path, *args: str, input: str | None = None) -> Any:
+    """Run ``mofan --config CFG ARGS…`` in-process and return typer's result."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    return CliRunner().invoke(app, ["--config", str(cfg), *args], input=input)

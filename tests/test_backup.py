@@ -16,17 +16,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 from sqlmodel import Session
-from typer.testing import CliRunner
 
 import bot.cli_ops  # noqa: F401  (registers backup and restore)
 from bot import backup as ops
-from bot.cli import app
 from bot.db import make_engine, upgrade
 from bot.demo import load_demo
 from bot.models import Member
+from tests.chatkit import mofan
 from tests.factories import small_bureau
 
-runner = CliRunner()
 NOW = datetime(2026, 11, 25, 2, 7, tzinfo=UTC)
 
 
@@ -34,10 +32,6 @@ def _config(tmp_path: Path, name: str, url: str) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
     return path
-
-
-def mofan(cfg: Path, *args: str):
-    return runner.invoke(app, ["--config", str(cfg), *args])
 
 
 @pytest.fixture

@@ -13,13 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlmodel import Session
-from typer.testing import CliRunner
 
-from bot.cli import app
 from bot.db import make_engine
+from tests.chatkit import mofan
 from tests.factories import member, small_bureau
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -27,10 +24,6 @@ def cfg(tmp_path: Path, db_url: str) -> Path:
     path = tmp_path / "mofan.toml"
     path.write_text(f'[database]\nurl = "{db_url}"\n', encoding="utf-8")
     return path
-
-
-def mofan(cfg: Path, *args: str, input: str | None = None):
-    return runner.invoke(app, ["--config", str(cfg), *args], input=input)
 
 
 def test_init_is_idempotent(cfg):

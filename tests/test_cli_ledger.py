@@ -8,14 +8,11 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from typer.testing import CliRunner
 
 import bot.cli_ledger  # noqa: F401  (registers the commands)
 import bot.cli_office  # noqa: F401
-from bot.cli import app
+from tests.chatkit import mofan
 from tests.factories import small_bureau
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -24,10 +21,6 @@ def cfg(tmp_path: Path, db_url: str, session) -> Path:
     path = tmp_path / "mofan.toml"
     path.write_text(f'[database]\nurl = "{db_url}"\n', encoding="utf-8")
     return path
-
-
-def mofan(cfg: Path, *args: str):
-    return runner.invoke(app, ["--config", str(cfg), *args])
 
 
 def test_export_every_branch(cfg, tmp_path):

@@ -7,15 +7,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 import bot.cli_office  # noqa: F401  (registers the commands)
-from bot.cli import app
 from bot.models import Notice, OutboxMessage
-from tests.chatkit import fresh
+from tests.chatkit import fresh, mofan
 from tests.factories import small_bureau
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -24,10 +20,6 @@ def cfg(tmp_path: Path, db_url: str, session) -> Path:
     path = tmp_path / "mofan.toml"
     path.write_text(f'[database]\nurl = "{db_url}"\n', encoding="utf-8")
     return path
-
-
-def mofan(cfg: Path, *args: str):
-    return runner.invoke(app, ["--config", str(cfg), *args])
 
 
 def test_notify_broadcasts_like_the_chat_command(cfg, session):

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 import bot.cli_wecom  # noqa: F401  (registers the commands)
 from bot.app import create_app
-from bot.cli import app
 from bot.fake_wecom import (
     DEFAULT_AES_KEY,
     DEFAULT_AGENT_ID,
@@ -20,14 +18,13 @@ from bot.fake_wecom import (
     DEFAULT_SECRET,
     DEFAULT_TOKEN,
 )
+from tests.chatkit import mofan
 from tests.factories import small_bureau
 from tests.fakes import wecom as fakes
 from tests.fakes.live import LiveServer
 from tests.fakes.wecom import configure_wecom
 
 fake_wecom = fakes.fake_wecom  # the fixture, used by name
-
-runner = CliRunner()
 
 
 def token(base: str) -> str:
@@ -178,10 +175,6 @@ def live_bot(runtime, settings, session, tmp_path: Path, db_url, fake_wecom):
     )
     with LiveServer(create_app(runtime, scheduler=False)) as url:
         yield cfg, url
-
-
-def mofan(cfg: Path, *args: str):
-    return runner.invoke(app, ["--config", str(cfg), *args])
 
 
 def test_say_click_and_verify_from_the_command_line(live_bot):
