@@ -5,8 +5,9 @@ then the decrypted receive id — and only then is anything read or written. A r
 writes nothing: 403 for a bad signature or someone else's corp id, 400 for everything
 malformed or too large.
 
-Handlers run in a small thread pool (they use the database synchronously), each thread with
-its own event loop for the router's coroutine. The request waits at most the reply budget
+Handlers run off the event loop (they use the database synchronously) in :class:`~bot.lanes.Lanes`:
+one thread while handlers are quick, more only while one is stuck on a slow job; each thread
+has its own event loop for the router's coroutine. The request waits at most the reply budget
 (``wecom.reply_budget_seconds``, default 3 s, well inside WeCom's 5 s): a handler done by
 then answers in the encrypted passive reply; one that is not answers an empty 200 at once,
 and when it finishes its reply goes out through the outbox (``message/send``). A lock decides
@@ -31,7 +32,6 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -54,6 +54,7 @@ from bot.channels.wecom.protocol import (
     update_button_xml,
 )
 from bot.inbound import StoredReply, claim, prune, store_reply
+from bot.lanes import Lanes
 from bot.metrics import CALLBACK_INFLIGHT, CALLBACKS, HANDLER_SECONDS
 from bot.models import Member
 from bot.outbox import Outgoing, text_body
@@ -65,8 +66,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mofan.callback")
 
 HANDLER_THREADS = 4
-"""Handlers are CPU and SQLite bound, so more threads do not add throughput; a few keep one
-slow handler (an export) from holding up everyone else."""
+"""At most this many handler threads; one runs while handlers are quick (see bot.lanes)."""
+STUCK_AFTER = 0.1
+"""Seconds on one job after which a handler thread counts as stuck and another may start."""
 KEEP_CLAIMS = timedelta(days=30)
 PRUNE_EVERY_SECONDS = 3600.0
 ROUTED_EVENTS = frozenset({"click", "template_card_event"})
@@ -113,15 +115,17 @@ class CallbackService:
         if w.token and w.encoding_aes_key and w.corp_id:
             self.crypto = CallbackCrypto(w.token, w.encoding_aes_key, w.corp_id)
         self.budget = budget_seconds if budget_seconds is not None else w.reply_budget_seconds
-        self.pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="mofan-callback")
+        self.lanes = Lanes(
+            max_threads=HANDLER_THREADS, stuck_after=STUCK_AFTER, name="mofan-callback"
+        )
         self._local = threading.local()
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._loops_lock = threading.Lock()
         self._pruned_at = 0.0
-        weakref.finalize(self, _close_loops, self.pool, self._loops)
+        weakref.finalize(self, _close_loops, self.lanes, self._loops)
 
     def close(self) -> None:
-        _close_loops(self.pool, self._loops)
+        _close_loops(self.lanes, self._loops)
 
     # --- HTTP -----------------------------------------------------------------------------
 
@@ -180,14 +184,13 @@ class CallbackService:
         return self._render(answer, msg, nonce)
 
     async def _answer(self, msg: CallbackMessage) -> Answer:
-        loop = asyncio.get_running_loop()
         deadline = _Deadline()
         # copy_context: the request id (a contextvar) follows the work into the thread.
-        future = loop.run_in_executor(
-            self.pool, contextvars.copy_context().run, self._work, msg, deadline
+        future = asyncio.wrap_future(
+            self.lanes.submit(contextvars.copy_context().run, self._work, msg, deadline)
         )
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.budget)
+            return await self._wait(future)
         except TimeoutError:
             with deadline.lock:
                 if not deadline.committing:
@@ -201,6 +204,20 @@ class CallbackService:
                 future.add_done_callback(_log_late_failure)
                 return Answer(outcome="deferred")
             return await future
+
+    async def _wait(self, future: asyncio.Future[Answer]) -> Answer:
+        """The handler's answer within the budget; while waiting, a stuck handler thread gets
+        help (work queued behind it would otherwise wait for it). TimeoutError past the budget."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.budget
+        while True:
+            left = ends - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), min(left, STUCK_AFTER))
+            except TimeoutError:
+                self.lanes.relieve()
 
     def _render(self, answer: Answer, msg: CallbackMessage, nonce: str) -> Response:
         assert self.crypto is not None
@@ -367,8 +384,8 @@ def _release(rt: Runtime, key: str) -> None:
         )
 
 
-def _close_loops(pool: ThreadPoolExecutor, loops: list[asyncio.AbstractEventLoop]) -> None:
-    pool.shutdown(wait=True)
+def _close_loops(lanes: Lanes, loops: list[asyncio.AbstractEventLoop]) -> None:
+    lanes.shutdown(wait=True)
     for loop in loops:
         if not loop.is_closed() and not loop.is_running():
             loop.close()

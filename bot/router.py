@@ -20,7 +20,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy import text as sql
 from sqlmodel import Session, col
 
@@ -179,13 +179,17 @@ def usage_for(roles: frozenset[Role], table: Sequence[Command] | None = None) ->
     return seen
 
 
+_SENDER = (
+    select(Member, Org)
+    .join(Org, col(Org.id) == col(Member.branch_id))
+    .where(col(Member.userid) == bindparam("userid"))
+)
+"""Built once: constructing the statement cost more than running it."""
+
+
 def find_sender(session: Session, userid: str) -> tuple[Member, Org] | None:
     """The member and their branch in one query (this runs for every message)."""
-    row = session.execute(
-        select(Member, Org)
-        .join(Org, col(Org.id) == col(Member.branch_id))
-        .where(col(Member.userid) == userid)
-    ).first()
+    row = session.execute(_SENDER, {"userid": userid}).first()
     return None if row is None else (row[0], row[1])
 
 
