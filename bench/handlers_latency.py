@@ -248,10 +248,10 @@ def main() -> None:
         "--cached-enqueue", action="store_true", help="measure with the proposed outbox enqueue"
     )
     parser.add_argument(
-        "--gc-freeze",
+        "--no-gc-freeze",
         action="store_true",
-        help="gc.freeze() after start-up, as a server would: keeps full collections of the "
-        "start-up heap (tens of ms) off the request path",
+        help="skip the gc.freeze() that `mofan serve` does after start-up (bot/warmup.py): "
+        "shows what full collections of the start-up heap cost the request path",
     )
     args = parser.parse_args()
     if args.cached_enqueue:
@@ -272,7 +272,7 @@ def main() -> None:
             f"{engine.dialect.name}: {args.members} members, {args.branches} branches, {meetings} meetings, {notices} notices; {args.n} samples per handler"
         )
         router = Router(engine=engine, clock=clock, settings=settings)
-        if args.gc_freeze:
+        if not args.no_gc_freeze:  # as `mofan serve` does
             import gc
 
             gc.collect()

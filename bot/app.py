@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -12,9 +13,11 @@ from sqlmodel import Session
 from bot.health import liveness, readiness
 from bot.logs import RequestIdMiddleware
 from bot.runtime import Runtime
+from bot.warmup import freeze_heap, keep_warm
 
 
-def create_app(runtime: Runtime, *, scheduler: bool = True) -> FastAPI:
+def create_app(runtime: Runtime, *, scheduler: bool = True, warmup: bool = False) -> FastAPI:
+    """The app; ``warmup`` is for a serving process (see bot.warmup), off in tests."""
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sched = None
@@ -23,9 +26,16 @@ def create_app(runtime: Runtime, *, scheduler: bool = True) -> FastAPI:
 
             sched = start_scheduler(runtime)
         app.state.scheduler = sched
+        warm = asyncio.create_task(keep_warm(runtime)) if warmup else None
+        if warmup:
+            freeze_heap()
         try:
             yield
         finally:
+            if warm is not None:
+                warm.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warm
             if sched is not None:
                 sched.shutdown(wait=False)
             await runtime.aclose()

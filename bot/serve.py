@@ -75,7 +75,7 @@ def run(
     if workers == 1:
         from bot.app import create_app
 
-        app = create_app(runtime, scheduler=scheduler)
+        app = create_app(runtime, scheduler=scheduler, warmup=True)
         uvicorn.run(
             app, host=host, port=port, log_config=None, timeout_graceful_shutdown=GRACEFUL_SECONDS
         )
@@ -134,7 +134,7 @@ def worker_app() -> FastAPI:
     setup_logging()
     settings = load_settings(os.environ.get(ENV_CONFIG) or None)
     scheduler = os.environ.get(ENV_SCHEDULER, "1") == "1"
-    return create_app(Runtime(settings=settings), scheduler=scheduler)
+    return create_app(Runtime(settings=settings), scheduler=scheduler, warmup=True)
 
 
 def mark_worker_dead() -> None:

@@ -46,8 +46,9 @@ import json
 import weakref
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import and_, case, func, literal, or_, select
@@ -595,8 +596,9 @@ class Scorecard:
             return None
         return round(100 * sum(p.weight * (p.ratio or 0) for p in counted) / weight, 1)
 
-    @property
+    @cached_property
     def owed_count(self) -> int:
+        """Read several times for each of hundreds of cards by 总览 (sort, render): once."""
         return sum(c.owed for c in self.owed) + self.overdue_tasks
 
     def to_json(self) -> dict[str, Any]:
@@ -1107,10 +1109,14 @@ def overview(
         current = bureau_unmet(session=session, settings=settings, branches=branches, now=now)
         overdue = _overdue_tasks(session, today)
         cards = [
-            replace(
-                card,
-                owed=current.get(card.branch_id, []),
-                overdue_tasks=overdue.get(card.branch_id, 0),
+            # Not dataclasses.replace: it inspects the fields each time (300 cards a reader).
+            Scorecard(
+                card.branch_id,
+                card.branch,
+                card.parts,
+                current.get(card.branch_id, []),
+                overdue.get(card.branch_id, 0),
+                card.since,
             )
             for card in snapshot
         ]
