@@ -597,34 +597,24 @@ def count_nudges(
 ) -> dict[int, int]:
     """Count one nudge for each member still unconfirmed and under ``cap``: ``{member_id: nudge number}``.
 
-    A compare-and-set per row, so a nudge raced by the engine or a second 催办 never passes
+    One UPDATE whose condition is checked row by row as it writes (PostgreSQL re-checks a row
+    a concurrent writer changed), so a nudge raced by the engine or a second 催办 never passes
     the cap.
     """
-    done: dict[int, int] = {}
     if not member_ids:
-        return done
-    candidates = session.execute(
-        select(col(NoticeReceipt.member_id), col(NoticeReceipt.nudges)).where(
+        return {}
+    result = session.execute(
+        update(NoticeReceipt)
+        .where(
             col(NoticeReceipt.notice_id) == notice_id,
             col(NoticeReceipt.member_id).in_(member_ids),
             col(NoticeReceipt.confirmed_at).is_(None),
             col(NoticeReceipt.nudges) < cap,
         )
-    ).all()
-    for member_id, nudges in candidates:
-        result = session.execute(
-            update(NoticeReceipt)
-            .where(
-                col(NoticeReceipt.notice_id) == notice_id,
-                col(NoticeReceipt.member_id) == member_id,
-                col(NoticeReceipt.confirmed_at).is_(None),
-                col(NoticeReceipt.nudges) == nudges,
-            )
-            .values(nudges=nudges + 1, last_nudged_at=at)
-        )
-        if _rowcount(result):
-            done[int(member_id)] = int(nudges) + 1
-    return done
+        .values(nudges=col(NoticeReceipt.nudges) + 1, last_nudged_at=at)
+        .returning(col(NoticeReceipt.member_id), col(NoticeReceipt.nudges))
+    )
+    return {int(member_id): int(nudges) for member_id, nudges in result.all()}
 
 
 # Dues -------------------------------------------------------------------------------------
