@@ -53,6 +53,7 @@ from bot.channels.wecom.protocol import (
     text_reply_xml,
     update_button_xml,
 )
+from bot.clock import SystemClock
 from bot.inbound import StoredReply, claim, prune, store_reply
 from bot.lanes import Lanes
 from bot.metrics import CALLBACK_INFLIGHT, CALLBACKS, HANDLER_SECONDS
@@ -74,6 +75,10 @@ PRUNE_EVERY_SECONDS = 3600.0
 ROUTED_EVENTS = frozenset({"click", "template_card_event"})
 WELCOME_EVENTS = frozenset({"enter_agent", "subscribe"})
 XML = "application/xml; charset=utf-8"
+MAX_SKEW_SECONDS = 24 * 3600
+"""A signed request whose timestamp is further than this from the real clock is refused. WeCom
+sends and retries within seconds; a day tolerates a badly set server clock, and is far inside
+the 30 days for which handled messages are remembered, so no replay ever runs twice."""
 USERID_MAX = 64
 """``Member.userid``'s column length (WeCom userids are at most 64 bytes)."""
 
@@ -171,6 +176,16 @@ class CallbackService:
         except (MalformedError, CryptoError) as exc:
             log.info("callback rejected: %s", exc)
             return _reject("malformed", 400)
+        skew = _skew_seconds(ts)
+        if skew is None or abs(skew) > MAX_SKEW_SECONDS:
+            # Signed, but not sent now: a replay of a captured request (its claim may have been
+            # pruned), or a clock far off on one side. Either way nothing is run or written.
+            log.warning(
+                "callback rejected: timestamp %r is %s from this server's clock",
+                ts[:20],
+                "unreadable" if skew is None else f"{skew:+.0f} s",
+            )
+            return _reject("stale", 400)
         CALLBACK_INFLIGHT.inc()
         try:
             answer = await self._answer(msg)
@@ -404,6 +419,14 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _skew_seconds(timestamp: str) -> float | None:
+    """How far the request's signed timestamp is from the real clock (not the business clock,
+    which tests and ``mofan simulate`` move), or None if it is not a number."""
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        return None
+    return int(timestamp) - SystemClock().now().timestamp()
 
 
 def _reject(outcome: str, status: int, text: str = "") -> Response:

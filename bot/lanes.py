@@ -5,7 +5,8 @@ hand-over costs more than the work it moves), so one thread answers more message
 than four. But one slow handler (an export, a lock held by another process) must not hold up
 everyone behind it: when every running thread has been on its current job for longer than
 ``stuck_after``, :meth:`Lanes.relieve` starts one more, up to ``max_threads``. Extra threads
-leave again after ``idle_seconds`` without work, so the quiet state is one thread.
+leave as soon as the others are no longer stuck (or after ``idle_seconds`` without work), so
+the steady state is one thread.
 
 Waiters call :meth:`Lanes.relieve` while they wait (the callback does, every ``stuck_after``),
 so work queued behind a stuck job is picked up even when no new work arrives.
@@ -134,14 +135,26 @@ class Lanes:
             with self._lock:
                 self._waiting -= 1
                 w.started = time.monotonic()
-            try:
-                if future.set_running_or_notify_cancel():
-                    try:
-                        result = fn(*args)
-                    except BaseException as exc:
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(result)
-            finally:
-                with self._lock:
-                    w.started = None
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # it belongs to the caller, like an Executor's
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            with self._lock:
+                w.started = None
+                if not first and not self._others_stuck(w):
+                    # The jam has cleared: back to one thread, or the extra threads would stay
+                    # for good under steady load and fight over the GIL again.
+                    self._workers.remove(w)
+                    return
+
+    def _others_stuck(self, me: _Worker) -> bool:
+        # Called with the lock held.
+        now = time.monotonic()
+        return all(
+            w.started is not None and now - w.started >= self.stuck_after
+            for w in self._workers
+            if w is not me
+        )

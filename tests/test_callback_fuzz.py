@@ -14,6 +14,7 @@ import asyncio
 import base64
 import functools
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -96,8 +97,12 @@ class Fuzzer:
             }
         )
 
-    def signed(self, encrypted: str, crypto: CallbackCrypto | None = None) -> dict[str, str]:
-        ts, nonce = str(self.rng.randrange(10**10)), str(self.rng.randrange(10**9))
+    def signed(
+        self, encrypted: str, crypto: CallbackCrypto | None = None, *, skew: int | None = None
+    ) -> dict[str, str]:
+        # Sent now, give or take a few minutes of clock difference (unless told otherwise).
+        offset = skew if skew is not None else self.rng.randint(-300, 300)
+        ts, nonce = str(int(time.time()) + offset), str(self.rng.randrange(10**9))
         sig = (crypto or self.crypto).sign(ts, nonce, encrypted)
         return {"msg_signature": sig, "timestamp": ts, "nonce": nonce}
 
@@ -290,6 +295,14 @@ class Fuzzer:
             params = {**self.signed(other), "echostr": other}
         return Attack("bad_verify", "GET", params)
 
+    def _k_stale_timestamp(self) -> Attack:
+        """A well-formed, correctly signed message whose timestamp is days away from now: a
+        replay of a captured request (the claim that would dedupe it may be long pruned)."""
+        _, body, encrypted = self.valid()
+        days = self.rng.choice([-400, -31, -2, 2, 3650])
+        skew = days * 86400 + self.rng.randint(-3600, 3600)
+        return Attack("stale_timestamp", "POST", self.signed(encrypted, skew=skew), body)
+
     def _k_replay(self) -> Attack:
         if not self.replayable:
             return self._k_bad_signature()
@@ -318,6 +331,7 @@ ALLOWED = {
     "wrong_receive_id": {403},
     "huge_body": {400},
     "entity_envelope": {400},
+    "stale_timestamp": {400},
 }
 """Kinds whose answer is known exactly; every other kind must be a 400 or 403."""
 

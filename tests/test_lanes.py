@@ -92,3 +92,17 @@ def test_submit_after_shutdown_is_refused():
     pool.shutdown()
     with pytest.raises(RuntimeError):
         pool.submit(lambda: None)
+
+
+def test_extra_threads_leave_as_soon_as_the_jam_clears(lanes):
+    """Under steady load an extra thread must not stay: several threads only fight over the GIL."""
+    release = threading.Event()
+    lanes.submit(release.wait, 10)
+    time.sleep(0.08)
+    quick = [lanes.submit(lambda: None) for _ in range(3)]
+    assert all(q.result(5) is None for q in quick)  # served by a helper thread
+    release.set()
+    time.sleep(0.05)
+    for _ in range(100):  # steady quick work, never idle for idle_seconds
+        lanes.submit(lambda: None).result(5)
+    assert lanes.threads == 1
