@@ -250,17 +250,32 @@ async def load(
     *,
     seconds: float | None = None,
     keep_samples: int = 5,
+    rate: float | None = None,
 ) -> Loaded:
     """``concurrency`` keep-alive connections, each sending its next request as soon as the
-    last is answered, until ``reqs`` runs out or ``seconds`` have passed."""
+    last is answered, until ``reqs`` runs out or ``seconds`` have passed.
+
+    With ``rate`` (requests per second in all), each connection instead sends on a fixed
+    schedule (``concurrency / rate`` apart, connections staggered), and a latency counts from
+    when the request was due to leave, so a server that falls behind is charged for the
+    wait (no coordinated omission)."""
     source = iter(reqs)
     out = Loaded()
     stop_at = time.perf_counter() + seconds if seconds else float("inf")
+    gap = concurrency / rate if rate else 0.0
 
-    async def worker() -> None:
+    async def worker(i: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        due = time.perf_counter() + gap * i / concurrency
         for req in source:
-            t = time.perf_counter()
+            if gap:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                t = due
+                due += gap
+            else:
+                t = time.perf_counter()
             writer.write(req)
             status, body = await _read_response(reader)
             out.latencies.append(time.perf_counter() - t)
@@ -275,7 +290,7 @@ async def load(
         await writer.wait_closed()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     out.elapsed = time.perf_counter() - started
     return out
 

@@ -9,9 +9,15 @@ process, loaded by the same client in this process:
 
 Every request is a new message (a fresh MsgId) from a member chosen at random. The client
 is a minimal keep-alive HTTP/1.1 client on raw sockets so that it costs little. Printed:
-requests/s, p50/p99 latency, the ratio bot/baseline (target ≥ 50 %, p99 < 100 ms), and the
+requests/s, p50/p99 latency, the ratio bot/baseline (target ≥ 50 %), and the
 bot process's RSS (VmRSS now, VmHWM peak; target < 200 MB). The bureau, the servers and the
 client are bench/_serve_kit.py's (shared with bench/load_serve.py).
+
+Latency (target p99 < 100 ms): flat out, 50 connections that each wait for their answer
+see about 50 / throughput per request whatever the server does (the baseline's own p99 is
+near 100 ms), so the target is measured where it means something: a paced, open-loop run
+at the target's throughput (half the baseline's) from the same 50 connections, latency
+counted from when each request was due to leave. Both servers get the same run.
 
 Run:  python bench/callback_throughput.py [--requests 6000] [--concurrency 50]
 """
@@ -19,7 +25,9 @@ Run:  python bench/callback_throughput.py [--requests 6000] [--concurrency 50]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +40,8 @@ from bench._serve_kit import (  # noqa: E402
     baseline_command,
     build_bureau,
     free_port,
+    load,
+    percentile,
     player,
     requests_for,
     serve_command,
@@ -46,6 +56,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--members", type=int, default=1000)
     ap.add_argument("--no-scheduler", action="store_true", help="serve without the scheduler")
+    ap.add_argument(
+        "--paced-seconds",
+        type=float,
+        default=10,
+        help="length of the open-loop run at half the baseline's throughput (0: skip)",
+    )
     args = ap.parse_args()
     args.serve_args = ["--no-scheduler"] if args.no_scheduler else []
 
@@ -71,18 +87,48 @@ def main() -> None:
             chunk = reqs[(r + 1) * n : (r + 2) * n]
             base.load(chunk, args.concurrency)  # the baseline does not dedupe: reuse is fine
             bot.load(chunk, args.concurrency)
+        b_rps = statistics.median(base.rps)
+        paced = {}
+        if args.paced_seconds:
+            # Latency at the target's throughput: both servers offered half the baseline's
+            # rate, open loop, from the same 50 connections.
+            rate = b_rps * 0.5
+            # New messages (the bot dedupes by MsgId), as many as the run needs.
+            fresh = requests_for(userids, int(rate * args.paced_seconds), seed=7)
+            for server in (base, bot):
+                got = asyncio.run(load(server.port, fresh, args.concurrency, rate=rate))
+                lat = sorted(got.latencies)
+                paced[server.name] = (
+                    rate,
+                    got.count / got.elapsed,
+                    statistics.median(lat) * 1000,
+                    percentile(lat, 0.99) * 1000,
+                    got.errors + got.empty,
+                )
     finally:
         base_mem, bot_mem = base.stop(), bot.stop()
     b, m = base.report(base_mem), bot.report(bot_mem)
+    for name, (rate, done, p50, p99, bad) in paced.items():
+        print(
+            f"{name:9s} paced at {rate:.0f} req/s (half the baseline's): served {done:.0f} req/s, "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {bad}"
+        )
     with player() as wecom:
         for body in bot.samples:
             assert "帮助" in wecom.read(200, body.decode()).content, (
                 "the bot's reply must verify and decrypt"
             )
+    paced_p99 = paced.get(bot.name, (0, 0, 0, float("nan"), 0))[3]
     print(
         f"throughput bot/baseline: {m['rps'] / b['rps']:.0%} by req/s, {b['cpu_ms'] / m['cpu_ms']:.0%} by "
-        f"server CPU per request (target >= 50%); bot p99 {m['p99']:.1f} ms (target < 100 ms); "
+        f"server CPU per request (target >= 50%); bot p99 {paced_p99:.1f} ms at the target "
+        f"throughput, {m['p99']:.1f} ms flat out (target < 100 ms); "
         f"bot RSS peak {m['rss'][1]:.0f} MB (target < 200 MB)"
+    )
+    print(
+        "(flat out, 50 connections each waiting for its answer see about 50 / throughput per "
+        f"request: the baseline's own p99 is {b['p99']:.0f} ms; the paced run measures latency "
+        "at the throughput the target asks for)"
     )
     load1 = os.getloadavg()[0]
     print(
