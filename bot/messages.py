@@ -30,6 +30,10 @@ WECOM_INVALID_REPORT = (
     "企业微信未能送达（{date}）：{count} 人不在应用可见范围或账号无效，消息未发出。"
     "请在管理后台检查应用可见范围，或核对名册中的企业微信账号：{who}"
 )
+WECOM_UNKNOWN_REPORT = (
+    "企业微信未确认送达（{date}）：发给 {count} 人的 {n} 条消息发出后没有收到应答（超时或连接中断），"
+    "可能已送达，也可能没有；为免重复，超过企业微信的查重时限后不再重发。如事关紧要，请向本人核实：{who}"
+)
 
 # Reminders ---------------------------------------------------------------------------------
 # Proactive messages from schedules/*. Plain and short; no exclamation marks, no demands for
@@ -392,6 +396,7 @@ SCHEDULE_NO_DATE = "缺少日期。示例：{example}"
 SCHEDULE_NO_TIME = "缺少时间。示例：{example}"
 SCHEDULE_NO_GROUP = "请说明是哪个党小组：{groups}。示例：安排 党小组会 {group} 12月5日 14:30"
 SCHEDULE_NO_GROUPS = "本支部没有党小组，无法安排党小组会。"
+SCHEDULE_OTHER_BRANCH = "{name}不属于{branch}，只能为本支部安排会议。"
 SCHEDULE_DONE = "已安排：{kind} {span}{place}{topic}（编号{id}）。已通知{n}人（{audience}）{later}。会前{minutes}分钟起可签到；说「考勤 {id}」查看签到。"
 SCHEDULE_PAST = "已补录：{kind} {span}{place}{topic}（编号{id}）。会议时间已过，计入已召开；说「考勤 {id}」查看，「补学 姓名 {id}」登记补学。"
 SCHEDULE_DUPLICATE = "{kind} {when}已经安排过了（编号{id}），没有重复安排。"

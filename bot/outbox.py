@@ -32,6 +32,9 @@ from bot.models import OutboxMessage
 log = logging.getLogger("mofan.outbox")
 
 PENDING, CLAIMED, SENT, FAILED = "pending", "claimed", "sent", "failed"
+UNKNOWN = "unknown"
+"""Settled without knowing whether it arrived: a channel's reason that starts with
+``unknown`` (a send that got no answer and may not be repeated) ends here, not in FAILED."""
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,16 @@ class Dispatcher:
             .order_by(col(OutboxMessage.due_at), col(OutboxMessage.id))
             .limit(limit or self.settings.batch_size)
         )
+        chosen = ids.scalar_subquery()
         if self.engine.dialect.name == "postgresql":
-            ids = ids.with_for_update(skip_locked=True)
+            # Materialised once: as a plain IN (subquery) PostgreSQL may rescan it for every
+            # row (nested-loop semi-join), each rescan skipping the rows this statement has
+            # already updated, so the claim would take every due row instead of ``limit``.
+            picked = ids.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+            chosen = select(picked.c.id).scalar_subquery()
         stmt = (
             update(OutboxMessage)
-            .where(col(OutboxMessage.id).in_(ids.scalar_subquery()), claimable)
+            .where(col(OutboxMessage.id).in_(chosen), claimable)
             .values(
                 status=CLAIMED,
                 claimed_until=lease,
@@ -200,7 +208,8 @@ class Dispatcher:
                 if row is None:
                     continue
                 if row.attempts >= self.settings.max_attempts:
-                    self._fail(session, mid, f"gave up after {row.attempts} tries: {reason}", owned)
+                    why = f"gave up after {row.attempts} tries: {reason}"
+                    self._fail(session, mid, why, owned, unknown=reason.startswith(UNKNOWN))
                     report.failed += 1
                     continue
                 delay = min(
@@ -231,11 +240,12 @@ class Dispatcher:
             )
 
     @staticmethod
-    def _fail(session: Session, mid: int, reason: str, owned: Any) -> None:
+    def _fail(session: Session, mid: int, reason: str, owned: Any, unknown: bool = False) -> None:
+        status = UNKNOWN if unknown or reason.startswith(UNKNOWN) else FAILED
         session.execute(
             update(OutboxMessage)
             .where(col(OutboxMessage.id) == mid, owned)
-            .values(status=FAILED, claimed_until=None, last_error=reason[:500])
+            .values(status=status, claimed_until=None, last_error=reason[:500])
         )
 
 

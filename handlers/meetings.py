@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import select
+from sqlmodel import col
+
 from bot import cards
 from bot import messages as msg
 from bot.broadcast import calendar_for
@@ -100,6 +103,17 @@ def _group_of(ctx: Context, rest: str) -> tuple[Org | None, str, bool]:
     return None, rest, False
 
 
+def _other_branch_named(ctx: Context, text: str) -> str | None:
+    """The organisation ``text`` starts with if it is not the sender's branch or one of its
+    党小组 (longest name first)."""
+    own = ctx.branch.id
+    orgs = ctx.session.execute(select(col(Org.id), col(Org.name), col(Org.parent_id))).all()
+    for oid, name, parent in sorted(orgs, key=lambda o: -len(o[1])):
+        if text.startswith(name):
+            return None if own in (oid, parent) else str(name)
+    return None
+
+
 async def handle_schedule(req: Request, ctx: Context) -> None:
     example = msg.SCHEDULE_EXAMPLE
     kind, rest = take_meeting_kind(req.args)
@@ -123,7 +137,11 @@ async def handle_schedule(req: Request, ctx: Context) -> None:
     try:
         day, rest = take_date(rest, today)
         if day is None:
-            ctx.reply(msg.SCHEDULE_NO_DATE.format(example=example))
+            other = _other_branch_named(ctx, rest)
+            if other:  # 安排 is for one's own branch: say so rather than "no date"
+                ctx.reply(msg.SCHEDULE_OTHER_BRANCH.format(name=other, branch=ctx.branch.name))
+            else:
+                ctx.reply(msg.SCHEDULE_NO_DATE.format(example=example))
             return
         span, rest = take_time(rest)
     except ParseError as err:

@@ -203,6 +203,15 @@ def test_claims_are_exclusive_and_expired_lease_is_taken_again(session, engine, 
     assert row.status == "claimed" and row.claimed_by == "b"
 
 
+def test_a_claim_takes_at_most_its_limit(session, engine, clock):
+    """On PostgreSQL the limited, SKIP LOCKED subquery must be read once: rescanned per row it
+    skipped the rows the claim had just updated and took every due row."""
+    for i in range(5):
+        _put(session, clock, f"k{i}", to=f"u{i}")
+    d = Dispatcher(engine=engine, channels={}, clock=clock, settings=OutboxSettings(batch_size=3))
+    assert [len(d.claim()) for _ in range(3)] == [3, 2, 0]
+
+
 def test_unknown_channel_fails_with_reason(session, engine, clock):
     enqueue(
         session,

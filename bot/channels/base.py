@@ -18,7 +18,9 @@ class SendOutcome:
     delivered: set[int] = field(default_factory=set)
     """Outbox ids the far side confirmed."""
     rejected: dict[int, str] = field(default_factory=dict)
-    """Outbox ids refused for good (e.g. WeCom's invaliduser), with the reason."""
+    """Outbox ids refused for good (e.g. WeCom's invaliduser), with the reason. A reason that
+    starts with ``unknown`` (here or in ``retry`` once the tries run out) settles the row as
+    ``unknown`` — it may have arrived — rather than ``failed``."""
     retry: dict[int, str] = field(default_factory=dict)
     """Outbox ids to try again later (rate limit, timeout, server error), with the reason."""
 

@@ -49,17 +49,36 @@ LOCK_WAIT_SECONDS = 10.0
 
 
 class WeComError(Exception):
-    """WeCom answered with a non-zero errcode (or could not be reached: errcode -1)."""
+    """WeCom answered with a non-zero errcode (or could not be reached: errcode -1).
 
-    def __init__(self, errcode: int, errmsg: str, api: str = "") -> None:
+    ``unknown``: no answer came back although the request may have reached WeCom (a timeout
+    or a dropped connection after it was sent, a 5xx from a gateway): WeCom may have carried
+    the call out. Without ``unknown`` the call certainly did nothing (WeCom said so, or the
+    request never left: no connection, no token).
+    """
+
+    def __init__(self, errcode: int, errmsg: str, api: str = "", *, unknown: bool = False) -> None:
         super().__init__(f"{api} errcode {errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
         self.api = api
+        self.unknown = unknown
 
     @property
     def retryable(self) -> bool:
         return self.errcode in RETRYABLE or self.errcode in CONFIG or self.errcode in TOKEN_EXPIRED
+
+
+NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+"""Transport errors raised before the request could leave: WeCom cannot have seen it. Every
+other one (read/write timeouts, resets, a broken answer) leaves the outcome unknown."""
 
 
 def _holder() -> str:
@@ -191,18 +210,23 @@ class WeComAPI:
             )
         except httpx.HTTPError as exc:
             WECOM_API_ERRORS.labels(api=api, errcode="transport").inc()
-            raise WeComError(-1, f"{type(exc).__name__}: cannot reach {self.base}", api) from None
+            sent = not isinstance(exc, NOT_SENT)
+            what = "no answer from" if sent else "cannot reach"
+            raise WeComError(
+                -1, f"{type(exc).__name__}: {what} {self.base}", api, unknown=sent
+            ) from None
         finally:
             WECOM_API_SECONDS.labels(api=api).observe(time.perf_counter() - started)
         if resp.status_code != 200:
             WECOM_API_ERRORS.labels(api=api, errcode=f"http{resp.status_code}").inc()
-            raise WeComError(-1, f"HTTP {resp.status_code}", api)
+            # A 5xx may come from a gateway after WeCom did the work; a 4xx never reached it.
+            raise WeComError(-1, f"HTTP {resp.status_code}", api, unknown=resp.status_code >= 500)
         try:
             data = resp.json()
         except ValueError:
-            raise WeComError(-1, "answer is not JSON", api) from None
+            raise WeComError(-1, "answer is not JSON", api, unknown=True) from None
         if not isinstance(data, dict):
-            raise WeComError(-1, "answer is not a JSON object", api)
+            raise WeComError(-1, "answer is not a JSON object", api, unknown=True)
         code = int(data.get("errcode", 0) or 0)
         if code:
             WECOM_API_ERRORS.labels(api=api, errcode=str(code)).inc()
