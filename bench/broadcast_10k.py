@@ -8,7 +8,7 @@ claim to the last row marked sent (target < 2 s), and the dispatcher process's R
 Baseline from the same run: the same 10 payloads POSTed straight to the fake, one after
 another (the floor set by WeCom's latency alone).
 
-Run:  python bench/broadcast_10k.py [--members 10000] [--latency 0.05] [--batch-size 1000]
+Run:  python bench/broadcast_10k.py [--members 10000] [--latency 0.05] [--batch-size N (default: the config's)]
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ async def deliver(args: argparse.Namespace, base: str, db: Path) -> float:
 
     settings = Settings()
     settings.database.url = f"sqlite:///{db}"
-    settings.outbox.batch_size = args.batch_size
+    if args.batch_size:
+        settings.outbox.batch_size = args.batch_size
     w = settings.wecom
     w.corp_id, w.agent_id, w.secret, w.api_base = (
         DEFAULT_CORP_ID,
@@ -185,7 +186,10 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=10_000)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument(
-        "--batch-size", type=int, default=1000, help="outbox.batch_size (rows per claim)"
+        "--batch-size",
+        type=int,
+        default=0,
+        help="outbox.batch_size (rows per claim; default: the config's)",
     )
     ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()

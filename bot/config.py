@@ -159,7 +159,10 @@ class OutboxSettings(_Section):
     lease_seconds: int = Field(default=60, ge=5, le=3600)
     backoff_seconds: float = Field(default=30, ge=0, le=3600)
     backoff_max_seconds: float = Field(default=3600, ge=0)
-    batch_size: int = Field(default=1000, ge=1, le=10000)
+    batch_size: int = Field(default=5000, ge=1, le=10000)
+    """Rows claimed per dispatcher pass (a notice to the whole bureau in a pass or two)."""
+    concurrency: int = Field(default=4, ge=1, le=16)
+    """Calls of one message (to 1000 people each) in flight at once."""
 
 
 class HealthSettings(_Section):

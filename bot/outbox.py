@@ -11,19 +11,20 @@ died) is taken again; a failure is retried with exponential backoff and given up
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlmodel import Session, col
 
-from bot.channels.base import Channel, SendOutcome
+from bot.channels.base import Channel, OutboxRow, SendOutcome
 from bot.clock import Clock
 from bot.config import OutboxSettings
 from bot.db import insert_ignore
@@ -76,6 +77,31 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime) -> in
     return insert_ignore(session, OutboxMessage, rows, keys=["key"])
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An outbox row as a claim returns it: plain values, not an ORM object. A broadcast
+    claims thousands of rows at once; loading them through the ORM cost more than sending
+    them (0.85 s against 0.37 s for 10,000)."""
+
+    id: int
+    key: str
+    rule: str
+    channel: str
+    recipient: str
+    body: dict[str, Any]
+    due_at: datetime
+    status: str
+    attempts: int
+    claimed_until: datetime | None
+    claimed_by: str | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+_COLUMNS = [OutboxMessage.__table__.c[f.name] for f in fields(Claimed)]  # type: ignore[attr-defined]
+
+
 @dataclass
 class DispatchReport:
     claimed: int = 0
@@ -107,7 +133,7 @@ class Dispatcher:
         self.settings = settings
         self.worker_id = worker_id or _worker_id()
 
-    def claim(self, limit: int | None = None) -> list[OutboxMessage]:
+    def claim(self, limit: int | None = None) -> list[Claimed]:
         """Take up to ``limit`` due rows with a lease, exclusively (compare-and-set)."""
         now = self.clock.now()
         lease = now + timedelta(seconds=self.settings.lease_seconds)
@@ -137,12 +163,10 @@ class Dispatcher:
                 claimed_by=self.worker_id,
                 attempts=OutboxMessage.attempts + 1,
             )
-            .returning(OutboxMessage)
+            .returning(*_COLUMNS)
         )
-        with Session(self.engine, expire_on_commit=False) as session:
-            rows = list(session.execute(stmt).scalars().all())
-            session.commit()
-        return rows
+        with self.engine.begin() as conn:
+            return [Claimed(**row._mapping) for row in conn.execute(stmt)]
 
     async def run_once(self, limit: int | None = None) -> DispatchReport:
         """One pass: claim what is due, send it grouped by channel and body, mark it."""
@@ -151,24 +175,37 @@ class Dispatcher:
         report.claimed = len(rows)
         if not rows:
             return report
-        groups: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
+        groups: dict[tuple[str, str], list[OutboxRow]] = defaultdict(list)
         for row in rows:
             groups[(row.channel, _body_key(row.body))].append(row)
         outcome = SendOutcome()
+        # One message after another, in the order they fell due (a long reply's parts arrive
+        # in order); the calls of one message to many people go out side by side.
         for (channel_name, _), batch in groups.items():
             channel = self.channels.get(channel_name)
             if channel is None:
                 outcome.rejected.update({_id(m): f"no channel {channel_name!r}" for m in batch})
                 continue
-            for start in range(0, len(batch), channel.max_batch):
-                part = batch[start : start + channel.max_batch]
-                try:
-                    outcome.merge(await channel.send(part))
-                except Exception as exc:  # a channel bug must not strand the batch
-                    log.exception("channel %s failed", channel_name)
-                    outcome.retry.update({_id(m): f"{type(exc).__name__}: {exc}" for m in part})
+            parts = [
+                batch[start : start + channel.max_batch]
+                for start in range(0, len(batch), channel.max_batch)
+            ]
+            slots = asyncio.Semaphore(self.settings.concurrency)
+            for got in await asyncio.gather(*(self._send(channel, p, slots) for p in parts)):
+                outcome.merge(got)
         self._mark(rows, outcome, report)
         return report
+
+    @staticmethod
+    async def _send(
+        channel: Channel, part: list[OutboxRow], slots: asyncio.Semaphore
+    ) -> SendOutcome:
+        async with slots:
+            try:
+                return await channel.send(part)
+            except Exception as exc:  # a channel bug must not strand the batch
+                log.exception("channel %s failed", channel.name)
+                return SendOutcome(retry={_id(m): f"{type(exc).__name__}: {exc}" for m in part})
 
     async def drain(self, *, max_passes: int = 1000) -> DispatchReport:
         """Run passes until nothing due is left (tests, ``mofan simulate``)."""
@@ -184,7 +221,7 @@ class Dispatcher:
         return total
 
     def _mark(
-        self, rows: Sequence[OutboxMessage], outcome: SendOutcome, report: DispatchReport
+        self, rows: Sequence[OutboxRow], outcome: SendOutcome, report: DispatchReport
     ) -> None:
         now = self.clock.now()
         by_id = {r.id: r for r in rows}
@@ -249,7 +286,7 @@ class Dispatcher:
         )
 
 
-def _id(row: OutboxMessage) -> int:
+def _id(row: OutboxRow) -> int:
     assert row.id is not None  # rows come from the database
     return row.id
 

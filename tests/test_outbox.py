@@ -230,3 +230,56 @@ def test_depth_and_oldest_age(session, clock):
     _put(session, clock, "k1")
     clock.advance(seconds=90)
     assert outbox_depth(session, now=clock.now()) == (1, 90.0)
+
+
+class _Slow:
+    """A channel whose calls take a while: records what was in flight together, and order."""
+
+    name = "console"
+    max_batch = 2
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+        self.calls: list[tuple[str, list[str]]] = []
+
+    async def send(self, batch):  # type: ignore[no-untyped-def]
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        self.calls.append((batch[0].body["text"], [r.recipient for r in batch]))
+        await asyncio.sleep(0.02)
+        self.in_flight -= 1
+        return SendOutcome(delivered={r.id for r in batch})
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_one_message_to_many_goes_out_in_parallel_calls_and_messages_keep_their_order(
+    session, engine, clock
+):
+    people = [f"u{i}" for i in range(6)]
+    for part, text in enumerate(["第一段", "第二段"]):  # a long reply cut in two
+        enqueue(
+            session,
+            [
+                Outgoing(f"r{part}:{p}", p, text_body(text), clock.now(), channel="console")
+                for p in people
+            ],
+            now=clock.now(),
+        )
+        session.commit()
+        clock.advance(seconds=1)
+    slow = _Slow()
+    d = Dispatcher(
+        engine=engine,
+        channels={"console": slow},
+        clock=clock,
+        settings=OutboxSettings(concurrency=2),
+    )
+    report = asyncio.run(d.run_once())
+    assert report.sent == 12
+    texts = [t for t, _ in slow.calls]
+    assert texts == ["第一段"] * 3 + ["第二段"] * 3, "each person gets the parts in order"
+    assert slow.most == 2, "a message's calls go out side by side, no more than configured"
+    assert sorted(p for t, who in slow.calls if t == "第一段" for p in who) == people

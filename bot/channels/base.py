@@ -8,9 +8,32 @@ way worth retrying. It never marks rows itself: the dispatcher does, after the a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
-from bot.models import OutboxMessage
+
+class OutboxRow(Protocol):
+    """What a channel reads of an outbox row: an ``OutboxMessage``, or the plain
+    :class:`bot.outbox.Claimed` a dispatcher's claim returns."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def body(self) -> dict[str, Any]: ...
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
 
 
 @dataclass
@@ -36,6 +59,6 @@ class Channel(Protocol):
     name: str
     max_batch: int
 
-    async def send(self, batch: list[OutboxMessage]) -> SendOutcome: ...
+    async def send(self, batch: list[OutboxRow]) -> SendOutcome: ...
 
     async def aclose(self) -> None: ...

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot.channels.base import SendOutcome
-from bot.models import OutboxMessage
+from bot.channels.base import OutboxRow, SendOutcome
 
 
 def render_body(body: dict) -> str:
@@ -28,9 +27,9 @@ class ConsoleChannel:
     def __init__(self, *, log_path: str | Path | None = None, out: TextIO | None = None) -> None:
         self.log_path = Path(log_path) if log_path else None
         self.out = out
-        self.sent: list[OutboxMessage] = []
+        self.sent: list[OutboxRow] = []
 
-    async def send(self, batch: list[OutboxMessage]) -> SendOutcome:
+    async def send(self, batch: list[OutboxRow]) -> SendOutcome:
         out = self.out or sys.stdout
         if not batch:
             return SendOutcome()

@@ -21,12 +21,12 @@ import httpx
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
-from bot.channels.base import SendOutcome
+from bot.channels.base import OutboxRow, SendOutcome
 from bot.channels.limits import Pacer, split_text
 from bot.clock import Clock
 from bot.config import Settings
 from bot.metrics import SENDS, WECOM_API_ERRORS
-from bot.models import Org, OutboxMessage
+from bot.models import Org
 from bot.outbox import Outgoing
 
 log = logging.getLogger("mofan.robot")
@@ -73,7 +73,7 @@ def robot_outgoing(
     )
 
 
-def rid(row: OutboxMessage) -> int:
+def rid(row: OutboxRow) -> int:
     assert row.id is not None  # rows handed to a channel come from the table
     return row.id
 
@@ -153,7 +153,7 @@ class RobotChannel:
             ).all()
         return {name: key for name, key in rows if key}
 
-    async def send(self, batch: list[OutboxMessage]) -> SendOutcome:
+    async def send(self, batch: list[OutboxRow]) -> SendOutcome:
         out = SendOutcome()
         if not batch:
             return out

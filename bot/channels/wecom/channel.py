@@ -50,7 +50,7 @@ from typing import Any
 from sqlalchemy import Engine, or_, select, update
 from sqlmodel import Session, col
 
-from bot.channels.base import SendOutcome
+from bot.channels.base import OutboxRow, SendOutcome
 from bot.channels.limits import Pacer, split_text
 from bot.channels.wecom.api import CONFIG, RETRYABLE, WeComAPI, WeComError
 from bot.clock import Clock
@@ -91,7 +91,7 @@ class _Part:
     card: bool = False
 
 
-def rid(row: OutboxMessage) -> int:
+def rid(row: OutboxRow) -> int:
     """An outbox row's id (rows handed to a channel always come from the table)."""
     assert row.id is not None
     return row.id
@@ -109,7 +109,7 @@ def fallback_text(body: dict[str, Any]) -> str:
 _TASK_ID_UNSAFE = re.compile(r"[^0-9A-Za-z_\-@]")
 
 
-def task_id_for(rows: list[OutboxMessage], part: int, prefix: str = "") -> str:
+def task_id_for(rows: list[OutboxRow], part: int, prefix: str = "") -> str:
     """A card's ``task_id`` for one message/send call: unique per app, stable across retries.
 
     WeCom refuses a task_id it has seen, and one card to 10,000 members goes out in ten
@@ -123,7 +123,7 @@ def task_id_for(rows: list[OutboxMessage], part: int, prefix: str = "") -> str:
     return f"{head}_{digest}_{part}"
 
 
-def call_tag(rows: list[OutboxMessage], part: int = 0) -> str:
+def call_tag(rows: list[OutboxRow], part: int = 0) -> str:
     """The name of a message/send call over ``rows``: their id range (where to look for
     them again), a digest of their ids, and which part of the body it carried."""
     ids = sorted(rid(r) for r in rows)
@@ -237,7 +237,7 @@ class WeComChannel:
 
     # --- sending --------------------------------------------------------------------------
 
-    async def send(self, batch: list[OutboxMessage]) -> SendOutcome:
+    async def send(self, batch: list[OutboxRow]) -> SendOutcome:
         out = SendOutcome()
         if not batch:
             return out
@@ -255,7 +255,7 @@ class WeComChannel:
             self._count(out)
         return out
 
-    def _give_up_unsure(self, batch: list[OutboxMessage], out: SendOutcome) -> None:
+    def _give_up_unsure(self, batch: list[OutboxRow], out: SendOutcome) -> None:
         """Rows that may have arrived and have no try left are settled ``unknown`` here (the
         outbox would do it too), so that the metrics count them."""
         last = self.full_settings.outbox.max_attempts
@@ -265,7 +265,7 @@ class WeComChannel:
                 del out.retry[rid(row)]
                 out.rejected[rid(row)] = f"{why}; gave up after {row.attempts} tries"[:500]
 
-    async def _send_message(self, batch: list[OutboxMessage], body: dict[str, Any]) -> SendOutcome:
+    async def _send_message(self, batch: list[OutboxRow], body: dict[str, Any]) -> SendOutcome:
         out = SendOutcome()
         try:
             parts = await self._parts(body)
@@ -279,7 +279,7 @@ class WeComChannel:
         tag = body.get(CALL)
         if isinstance(tag, str):
             return await self._send_again(batch, tag, parts, now)
-        ready: list[OutboxMessage] = []
+        ready: list[OutboxRow] = []
         for row in sorted(batch, key=rid):
             if self.pacer.take(row.recipient.lower(), now, cost=len(parts)):
                 ready.append(row)
@@ -297,7 +297,7 @@ class WeComChannel:
         return timedelta(seconds=interval) - WINDOW_MARGIN if interval > 0 else -WINDOW_MARGIN
 
     def _settle_unknown(
-        self, rows: list[OutboxMessage], since: datetime, detail: str
+        self, rows: list[OutboxRow], since: datetime, detail: str
     ) -> dict[int, str]:
         interval = min(self.settings.duplicate_check_interval, MAX_DUPLICATE_CHECK_SECONDS)
         why = unsure_reason(
@@ -308,7 +308,7 @@ class WeComChannel:
         return {rid(r): why for r in rows}
 
     async def _send_again(
-        self, batch: list[OutboxMessage], tag: str, parts: list[_Part], now: datetime
+        self, batch: list[OutboxRow], tag: str, parts: list[_Part], now: datetime
     ) -> SendOutcome:
         """Rows that went out before: that call again, word for word, answered for ``batch``;
         or, when it may have arrived and WeCom's duplicate window is over, not at all."""
@@ -322,7 +322,7 @@ class WeComChannel:
         cost = 0  # what may have arrived has been counted already
         if since is None:  # every try so far was refused: pace it like a first one
             cost = len(parts) - part
-            taken: list[OutboxMessage] = []
+            taken: list[OutboxRow] = []
             for r in mine:
                 if not self.pacer.take(r.recipient.lower(), now, cost=cost):
                     for t in taken:
@@ -350,7 +350,7 @@ class WeComChannel:
 
     async def _call(
         self,
-        rows: list[OutboxMessage],
+        rows: list[OutboxRow],
         body: dict[str, Any] | None,
         parts: list[_Part],
         first: int,
@@ -392,7 +392,7 @@ class WeComChannel:
         out.delivered |= {rid(r) for r in pending}
         return out
 
-    def _payload(self, rows: list[OutboxMessage], part: _Part, index: int) -> dict[str, Any]:
+    def _payload(self, rows: list[OutboxRow], part: _Part, index: int) -> dict[str, Any]:
         """The message/send request of one call: the same rows and part give the same bytes."""
         payload: dict[str, Any] = {
             "touser": "|".join(r.recipient for r in rows),
@@ -411,7 +411,7 @@ class WeComChannel:
 
     def _mark_call(
         self,
-        rows: list[OutboxMessage],
+        rows: list[OutboxRow],
         body: dict[str, Any],
         parts: list[_Part],
         part: int,
@@ -451,7 +451,7 @@ class WeComChannel:
             )
             session.commit()
 
-    def _call_rows(self, tag: str) -> list[OutboxMessage]:
+    def _call_rows(self, tag: str) -> list[OutboxRow]:
         """Every row of the call ``tag`` names, in id order (whatever their status now)."""
         try:
             lo, hi = (int(x) for x in tag.split("-")[:2])
@@ -468,11 +468,11 @@ class WeComChannel:
     def _read_answer(
         self,
         data: dict[str, Any],
-        rows: list[OutboxMessage],
+        rows: list[OutboxRow],
         out: SendOutcome,
         now: datetime,
         cost: int,
-    ) -> list[OutboxMessage]:
+    ) -> list[OutboxRow]:
         """Mark what this answer settles; return the rows still on track for delivery."""
         code = int(data.get("errcode", 0) or 0)
         msg = str(data.get("errmsg", ""))
@@ -498,7 +498,7 @@ class WeComChannel:
         out.rejected.update({rid(r): f"errcode {code}: {msg}"[:300] for r in rows})
         return []
 
-    async def _update_card(self, row: OutboxMessage) -> SendOutcome:
+    async def _update_card(self, row: OutboxRow) -> SendOutcome:
         body = row.body
         payload: dict[str, Any] = {
             "userids": [row.recipient],
