@@ -119,7 +119,9 @@ def test_workers_share_one_scheduler_and_add_up_their_metrics(cfg, db_url, tmp_p
             held = conn.execute(
                 text(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+                    "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1 "
+                    # Advisory locks are per database: another bot on this server is not ours.
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"hi": (LOCK_KEY >> 32) & 0xFFFFFFFF, "lo": LOCK_KEY & 0xFFFFFFFF},
             ).scalar_one()
