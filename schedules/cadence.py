@@ -55,6 +55,11 @@ def _matches(m: MeetingInfo, kind: str) -> bool:
     return m.kind == kind
 
 
+def counted_kinds(kind: str) -> set[str]:
+    """The meeting kinds a rule for ``kind`` counts (what :func:`_matches` can accept)."""
+    return {"书记讲党课", "党课"} if kind == "书记讲党课" else {kind}
+
+
 def tally(
     meetings: list[MeetingInfo],
     kind: str,

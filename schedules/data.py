@@ -1,12 +1,14 @@
 """Load the :class:`~schedules.base.PlanData` snapshot: a few Core queries per planning pass.
 
 Plain tuples rather than ORM objects (ten thousand members load in tens of milliseconds),
-and only what the rules can read on the days being planned:
+fetched whole (``_rows``), lists of ids sent as one parameter (``bot.db.among``), and only
+what the rules can read on the days being planned:
 
 - meetings: in full from three weeks before the first day or its month's start (follow-ups,
-  this month's 主题党日) on, and every future one; older ones back to 1 January and to the
-  previous quarter's start (cadence counts, a liaison leader's "last quarter") with only the
-  columns a count needs;
+  this month's 主题党日) on, and every future one; older ones with only the columns a count
+  needs, back to the previous quarter's start (monthly and quarterly counts, a liaison
+  leader's "last quarter"), and for the kinds a rule counts over a half or a whole year
+  (:func:`long_kinds`) back to 1 January too;
 - attendance of the recent meetings and of this year's 谈心谈话;
 - dues paid this month and next; the months before (for the 3- and 5-month flags) only when
   a 党费日 is among the days planned;
@@ -28,6 +30,7 @@ from sqlmodel import Session, col
 
 from bot.calendar import WorkCalendar, local_date, period_of
 from bot.config import Settings
+from bot.db import among
 from bot.models import (
     Attendance,
     DuesRecord,
@@ -79,7 +82,6 @@ def _cache(session: Session) -> _Cache:
 RECENT_DAYS = 21
 """How far back follow-ups look: meetings to confirm, notices to chase. Longer than any run
 of days off (国庆 with 中秋 is 8 days), plus the 48 h a notice waits."""
-CHUNK = 500
 
 
 def load_plan_data(
@@ -99,7 +101,7 @@ def load_plan_data(
     days = [first_day + timedelta(days=i) for i in range((last - first_day).days + 1)]
     dues_history = dues.history_needed(days, settings, cal)
     study_needed = study.needed(days, settings, cal)
-    meetings = load_meetings(session, first_day)
+    meetings = load_meetings(session, first_day, long_kinds(settings))
     return PlanData(
         cal=cal,
         orgs=load_orgs(session),
@@ -125,6 +127,16 @@ def _run(session: Session, statement: Any, params: Any = None) -> Any:
     return session.connection().execute(statement, params)
 
 
+def _rows(session: Session, statement: Any) -> list[Any]:
+    """All the rows at once: one ``fetchall`` in the driver's C code instead of a Python
+    ``fetchone`` call per row (tens of thousands of meetings and attendance rows)."""
+    return list(_run(session, statement).all())
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
 def _utc(value: datetime | str) -> datetime:
     """A timestamp read raw (``_raw_time``): SQLite gives its stored text, PostgreSQL an
     aware datetime."""
@@ -142,7 +154,7 @@ def _raw_time(column: object) -> Any:
 def load_orgs(session: Session) -> dict[int, OrgInfo]:
     return {
         r.id: OrgInfo(r.id, r.name, r.kind, r.parent_id, r.term_started_on)
-        for r in _run(
+        for r in _rows(
             session,
             select(
                 col(Org.id),
@@ -189,7 +201,7 @@ def _read_members(session: Session) -> dict[int, Person]:
         r[0]: Person(
             r[0], r[1], r[2], r[3], r[4], split(r[5]), split(r[6]), r[7], r[8], r[9], r[10]
         )
-        for r in _run(
+        for r in _rows(
             session,
             select(
                 col(Member.id),
@@ -211,8 +223,27 @@ def _read_members(session: Session) -> dict[int, Person]:
 def history_start(first_day: date) -> date:
     """The earliest meeting any rule counts: 1 January, or the previous quarter's start (a
     liaison leader's note in January looks back at October–December)."""
-    previous_quarter = period_of(period_of(first_day, "quarter")[0] - timedelta(days=1), "quarter")
-    return min(date(first_day.year, 1, 1), previous_quarter[0])
+    return min(date(first_day.year, 1, 1), previous_quarter_start(first_day))
+
+
+def previous_quarter_start(first_day: date) -> date:
+    """The earliest meeting a monthly or quarterly count reads (a liaison leader's "last
+    quarter")."""
+    return period_of(period_of(first_day, "quarter")[0] - timedelta(days=1), "quarter")[0]
+
+
+def long_kinds(settings: Settings) -> frozenset[str]:
+    """Meeting kinds some cadence rule counts over a half or a whole year (any branch's
+    override included). The others are read from the previous quarter on: in November that
+    leaves out two thirds of the year's 党小组会, 支委会 and 主题党日."""
+    from schedules.cadence import counted_kinds
+
+    kinds: set[str] = set()
+    for rule in settings.cadence:
+        periods = {rule.period, *(o.period for o in rule.overrides.values())}
+        if periods & {"half", "year"}:
+            kinds |= counted_kinds(rule.kind)
+    return frozenset(kinds)
 
 
 def full_start(first_day: date) -> date:
@@ -221,10 +252,22 @@ def full_start(first_day: date) -> date:
     return min(first_day - timedelta(days=RECENT_DAYS), first_day.replace(day=1))
 
 
-def load_meetings(session: Session, first_day: date) -> list[MeetingInfo]:
+def load_meetings(
+    session: Session, first_day: date, long_kinds: frozenset[str] | None = None
+) -> list[MeetingInfo]:
+    """``long_kinds`` (None: every kind) are read from :func:`history_start` on, the others
+    from :func:`previous_quarter_start`."""
     whole_from = start_of_day(full_start(first_day))
     not_cancelled = col(Meeting.status) != "cancelled"
-    history = _history(session, start_of_day(history_start(first_day)), whole_from)
+    history = _history(
+        session,
+        start_of_day(history_start(first_day)),
+        whole_from,
+        short_since=start_of_day(
+            history_start(first_day) if long_kinds is None else previous_quarter_start(first_day)
+        ),
+        long_kinds=long_kinds or frozenset(),
+    )
     rows = _run(
         session,
         select(
@@ -271,13 +314,28 @@ def load_meetings(session: Session, first_day: date) -> list[MeetingInfo]:
     )
 
 
-def _history(session: Session, since: datetime, until: datetime) -> list[MeetingInfo]:
-    """Meetings in ``[since, until)`` with the columns a count needs, cached while the
-    window and the range's fingerprint (count, newest id, per-status counts) stay the same."""
-    in_range = (col(Meeting.starts_at) >= since, col(Meeting.starts_at) < until)
+def _history(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    *,
+    short_since: datetime,
+    long_kinds: frozenset[str],
+) -> list[MeetingInfo]:
+    """Meetings before ``until`` with the columns a count needs: from ``since`` on those of
+    ``long_kinds``, from ``short_since`` on the others. Cached while the window and the
+    range's fingerprint (count, newest id, per-status counts) stay the same."""
+    start = col(Meeting.starts_at)
+    in_range = (
+        start >= since,
+        start < until,
+        or_(start >= short_since, col(Meeting.kind).in_(sorted(long_kinds))),
+    )
     key = (
         since,
         until,
+        short_since,
+        long_kinds,
         *_run(
             session,
             select(
@@ -302,7 +360,7 @@ def _history(session: Session, since: datetime, until: datetime) -> list[Meeting
             topic=r[5] or "",
             status=r[6],
         )
-        for r in _run(
+        for r in _rows(
             session,
             select(
                 col(Meeting.id),
@@ -323,21 +381,23 @@ def _history(session: Session, since: datetime, until: datetime) -> list[Meeting
 
 def _attendance(session: Session, meeting_ids: Sequence[int]) -> dict[int, dict[int, str]]:
     out: dict[int, dict[int, str]] = defaultdict(dict)
-    for start in range(0, len(meeting_ids), CHUNK):
-        for meeting_id, member_id, status in _run(
-            session,
-            select(
-                col(Attendance.meeting_id), col(Attendance.member_id), col(Attendance.status)
-            ).where(col(Attendance.meeting_id).in_(meeting_ids[start : start + CHUNK])),
-        ):
-            out[meeting_id][member_id] = status
+    if not meeting_ids:
+        return out
+    meeting = col(Attendance.meeting_id)
+    for meeting_id, member_id, status in _rows(
+        session,
+        select(meeting, col(Attendance.member_id), col(Attendance.status)).where(
+            among(_dialect(session), meeting, meeting_ids)
+        ),
+    ):
+        out[meeting_id][member_id] = status
     return out
 
 
 def load_study(session: Session, first_year: int, last_year: int) -> dict[tuple[int, int], int]:
     out: dict[tuple[int, int], int] = {}
     for year in range(first_year, last_year + 1):
-        for member_id, minutes in _run(
+        for member_id, minutes in _rows(
             session,
             select(col(StudyRecord.member_id), func.sum(col(StudyRecord.minutes)))
             .where(
@@ -362,7 +422,7 @@ def load_dues(
         since = first.replace(day=1)
     until = add_months(last.replace(day=1), 1)
     paid: dict[int, set[str]] = defaultdict(set)
-    for member_id, month in _run(
+    for member_id, month in _rows(
         session,
         select(col(DuesRecord.member_id), col(DuesRecord.month)).where(
             col(DuesRecord.month) >= f"{since:%Y-%m}", col(DuesRecord.month) <= f"{until:%Y-%m}"
@@ -386,24 +446,21 @@ def load_notices(session: Session, first_day: date) -> list[NoticeInfo]:
         .where(col(Notice.created_at) >= start_of_day(first_day - timedelta(days=RECENT_DAYS))),
     ).all()
     receipts: dict[int, list[ReceiptInfo]] = defaultdict(list)
-    ids = [n.id for n in rows]
-    for start in range(0, len(ids), CHUNK):
-        for r in _run(
-            session,
-            select(
-                col(NoticeReceipt.id),
-                col(NoticeReceipt.notice_id),
-                col(NoticeReceipt.member_id),
-                col(NoticeReceipt.nudges),
-                col(NoticeReceipt.last_nudged_at),
-            ).where(
-                col(NoticeReceipt.notice_id).in_(ids[start : start + CHUNK]),
-                col(NoticeReceipt.confirmed_at).is_(None),
-            ),
-        ):
-            receipts[r.notice_id].append(
-                ReceiptInfo(r.id, r.member_id, r.nudges or 0, r.last_nudged_at)
-            )
+    notice = col(NoticeReceipt.notice_id)
+    open_receipts = select(
+        col(NoticeReceipt.id),
+        notice,
+        col(NoticeReceipt.member_id),
+        col(NoticeReceipt.nudges),
+        col(NoticeReceipt.last_nudged_at),
+    ).where(
+        among(_dialect(session), notice, [n.id for n in rows]),
+        col(NoticeReceipt.confirmed_at).is_(None),
+    )
+    for r in _rows(session, open_receipts) if rows else []:
+        receipts[r.notice_id].append(
+            ReceiptInfo(r.id, r.member_id, r.nudges or 0, r.last_nudged_at)
+        )
     return [
         NoticeInfo(n.id, n.text, n.created_at, n.deadline, tuple(receipts.get(n.id, ())), n.sender)
         for n in rows
@@ -413,7 +470,7 @@ def load_notices(session: Session, first_day: date) -> list[NoticeInfo]:
 def load_tasks(session: Session, first_day: date) -> list[TaskInfo]:
     return [
         TaskInfo(t[0], t[1], t[2], t[3], t[4], t[5] is not None)
-        for t in _run(
+        for t in _rows(
             session,
             select(
                 col(Task.id),

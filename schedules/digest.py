@@ -101,10 +101,11 @@ def status_lines(
     dues_day = daily(month.replace(day=settings.dues.day), settings, data.cal)
     if local_date(dues_day) <= today:
         key = f"{month:%Y-%m}"
+        next_month = add_months(month, 1)
         unpaid = [
             p
             for p in people
-            if (p.joined_on is None or p.joined_on < add_months(month, 1))
+            if (p.joined_on is None or p.joined_on < next_month)
             and key not in data.dues_paid.get(p.id, ())
         ]
         if unpaid:
