@@ -18,6 +18,7 @@ from bot.warmup import freeze_heap, keep_warm
 
 def create_app(runtime: Runtime, *, scheduler: bool = True, warmup: bool = False) -> FastAPI:
     """The app; ``warmup`` is for a serving process (see bot.warmup), off in tests."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sched = None

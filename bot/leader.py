@@ -67,10 +67,12 @@ class Leader(Protocol):
     def release(self, now: datetime) -> None: ...
 
 
-def make_leader(engine: Engine, holder: str | None = None) -> Leader:
+def make_leader(
+    engine: Engine, holder: str | None = None, *, lease_seconds: int = LEASE_SECONDS
+) -> Leader:
     if engine.dialect.name == "postgresql":
-        return AdvisoryLockLeader(engine, holder)
-    return LeaseLeader(engine, holder)
+        return AdvisoryLockLeader(engine, holder, lease_seconds=lease_seconds)
+    return LeaseLeader(engine, holder, lease_seconds=lease_seconds)
 
 
 class LeaseLeader:
@@ -117,7 +119,9 @@ class LeaseLeader:
 class AdvisoryLockLeader:
     """Leadership as a PostgreSQL session advisory lock on a dedicated connection."""
 
-    def __init__(self, engine: Engine, holder: str | None = None) -> None:
+    def __init__(
+        self, engine: Engine, holder: str | None = None, *, lease_seconds: int = LEASE_SECONDS
+    ) -> None:
         self.holder = holder or worker_id()
         # Its own engine without a pool: the lock lives exactly as long as this connection.
         self.lock_engine = create_engine(
@@ -125,7 +129,8 @@ class AdvisoryLockLeader:
         )
         self.engine = engine
         self.conn: Connection | None = None
-        self.lease = timedelta(seconds=LEASE_SECONDS)
+        self.lease = timedelta(seconds=lease_seconds)
+        """How long the row advertising this holder stays valid without a renewal."""
         self._renewed: datetime | None = None
         # The plan and dispatch jobs ask from worker threads, possibly at once.
         self._lock = threading.Lock()

@@ -19,6 +19,7 @@ With workers:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -30,8 +31,11 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from prometheus_client import CollectorRegistry
 
+    from bot.clock import ScaledClock
     from bot.config import Settings
     from bot.runtime import Runtime
+
+log = logging.getLogger("mofan.serve")
 
 ENV_CONFIG = "MOFAN_CONFIG"
 ENV_SCHEDULER = "MOFAN_SERVE_SCHEDULER"
@@ -72,6 +76,7 @@ def run(
     import uvicorn
 
     check_workers(runtime.settings, workers)
+    use_dev_clock(runtime)
     if workers == 1:
         from bot.app import create_app
 
@@ -134,7 +139,42 @@ def worker_app() -> FastAPI:
     setup_logging()
     settings = load_settings(os.environ.get(ENV_CONFIG) or None)
     scheduler = os.environ.get(ENV_SCHEDULER, "1") == "1"
-    return create_app(Runtime(settings=settings), scheduler=scheduler, warmup=True)
+    runtime = Runtime(settings=settings)
+    use_dev_clock(runtime)
+    return create_app(runtime, scheduler=scheduler, warmup=True)
+
+
+def use_dev_clock(runtime: Runtime) -> ScaledClock | None:
+    """Tests and benchmarks only: put ``runtime`` on the development clock that
+    ``$MOFAN_DEV_CLOCK`` asks for (``bot.clock.ScaledClock``, simulated time N times faster
+    than the wall clock); without it, nothing changes.
+
+    Durations that guard against dead or slow processes stay real: the outbox claim lease
+    is scaled by N here, the scheduler's lease and ticks in ``bot.scheduler``. Retry
+    backoff, the send window and every reminder rule live in simulated time.
+    """
+    from bot.clock import DEV_CLOCK_ENV, dev_clock_from_env
+
+    try:
+        clock = dev_clock_from_env()
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+    if clock is None:
+        return None
+    # Anything built on the old clock is rebuilt on the new one when next asked for.
+    for built in ("router", "channels", "dispatcher"):
+        runtime.__dict__.pop(built, None)
+    outbox = runtime.settings.outbox
+    scaled = outbox.model_copy(update={"lease_seconds": int(outbox.lease_seconds * clock.factor)})
+    runtime.settings = runtime.settings.model_copy(update={"outbox": scaled})
+    runtime.clock = clock
+    log.warning(
+        "%s is set: running on a development clock (%s), not the real time; for tests and "
+        "benchmarks only",
+        DEV_CLOCK_ENV,
+        clock.describe(),
+    )
+    return clock
 
 
 def mark_worker_dead() -> None:

@@ -17,7 +17,10 @@ event, such as "24 h after the notice": the next instant inside the window). ``a
 
 **Relevance.** ``until`` is when a reminder stops making sense (the deadline, the meeting's
 start, the next step of a countdown). A reminder missed while the bot was down still goes out
-on start if ``until`` is ahead, else it is dropped with a log line.
+on start if ``until`` is ahead, else it is dropped with a log line; so is one already in the
+outbox that could not be sent in time (the runner plans its day again to learn its
+``until``). A rule whose enqueued reminders change what it plans next (notice nudges count
+themselves on the receipt) also offers ``waiting_until(key, data, settings)`` for them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ notice's deadline.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,6 +79,28 @@ def due(now: datetime, data: PlanData, settings: Settings) -> list[Reminder]:
         if on_day(at, now) and at < until:
             out.extend(_lists(n, at, until, data))
     return out
+
+
+_NUDGE_KEY = re.compile(r"notice:(\d+):nudge:member-(\d+)")
+
+
+def waiting_until(key: str, data: PlanData, settings: Settings) -> datetime | None:
+    """Until when a nudge already in the outbox, not sent yet, still makes sense; the runner
+    asks (``schedules.runner``) because enqueueing a nudge counts it on the receipt, after
+    which :func:`due` plans the next one instead. A receipt confirmed meanwhile: not at all
+    (the notice's creation is returned). None: not a nudge, or a notice no longer loaded."""
+    m = _NUDGE_KEY.fullmatch(key)
+    if m is None:
+        return None
+    n = next((x for x in data.notices if x.id == int(m.group(1))), None)
+    if n is None:
+        return None
+    r = next((x for x in n.open_receipts if x.member_id == int(m.group(2))), None)
+    if r is None:
+        return n.created_at
+    nominal = n.created_at + timedelta(hours=settings.notices.nudge_after_hours)
+    at = r.last_nudged_at or place_after(nominal, data.cal, settings.bot.send_window)
+    return _until(n, at)
 
 
 def nudge_card(n: NoticeInfo, nudge: int) -> dict[str, Any]:

@@ -19,6 +19,17 @@ One **planning pass** (:func:`run_pass`, every minute under ``mofan serve``):
 5. A message is enqueued only once its moment has come (so a member who paid at 08:50 is
    not reminded at 09:04), under the key ``f"{reminder.key}:{userid}"``; the outbox's unique
    key makes a second pass over the same minute a no-op.
+6. Reminders already in the outbox and not sent yet (the process died between enqueueing and
+   sending, or WeCom kept failing and the dispatcher is backing off) are judged by the same
+   rule at every pass: one that no longer makes sense is marked ``dropped`` (never
+   dispatched) with a log line. The days rechecked are the ones planned plus the days those
+   rows were enqueued on.
+
+**The send window holds for what is already queued, too.** Outside the window no reminder
+(and no notice broadcast) may go out, yet the dispatcher also runs then, for replies. So the
+scheduler calls :func:`hold_to_window` before each dispatch outside the window: due
+reminders (a retry whose backoff ran past 18:00, rows a crashed process left behind) move
+to the next opening, a few minutes in, after the first pass of the window has judged them.
 
 **Cost.** A pass runs every minute, so what rarely changes is kept between passes: the
 roster and last months' meetings in ``schedules.data`` (reloaded when their fingerprint
@@ -34,16 +45,18 @@ that appears later (a task created at 09:05) goes on its own without repeating t
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache, wraps
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -59,9 +72,9 @@ from bot.calendar import (
 )
 from bot.clock import SHANGHAI, local
 from bot.config import CalendarSettings, Settings
-from bot.db import insert_ignore
+from bot.db import among, insert_ignore
 from bot.models import AppState, NoticeReceipt, OutboxMessage, Task
-from bot.outbox import Outgoing, enqueue, text_body
+from bot.outbox import CLAIMED, PENDING, Outgoing, enqueue, text_body
 from schedules.base import PlanData, Reminder, end_of_day, start_of_day
 from schedules.data import load_plan_data, load_tasks
 
@@ -75,8 +88,13 @@ MAX_CATCH_UP_DAYS = 10
 """Longest outage made good on start: longer than any run of days off (国庆 + 中秋: 8)."""
 MERGED = "merged"
 """Outbox status of a reminder delivered inside another's message (never dispatched)."""
+DROPPED = "dropped"
+"""Outbox status of a reminder that waited in the outbox (its process died before sending
+it, WeCom kept failing) until it no longer made sense (never dispatched)."""
+HELD_RULES_EXTRA = ("notice",)
+"""Outbox rules held to the send window besides the planner's own: notice broadcasts
+(``bot.broadcast``)."""
 CHANNEL = "wecom"
-KEY_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -224,8 +242,68 @@ def plan_and_enqueue(runtime: Runtime) -> int:
     return run_pass(runtime.engine, runtime.settings, runtime.clock.now()).enqueued
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _without_gc_pauses(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with Python's cycle collector held off. A pass allocates some hundred
+    thousand small objects (rows, reminders, messages) that reference counting frees;
+    meanwhile the collector would walk the whole heap several times over (0.4 s of a
+    1.4 s first pass on 10,000 members). It runs again, as usual, once the pass is over."""
+
+    @wraps(fn)
+    def paused(*args: P.args, **kwargs: P.kwargs) -> R:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return paused
+
+
+def _again_if_raced(fn: Callable[..., PassResult]) -> Callable[..., PassResult]:
+    """On SQLite, a pass reads first and writes after; a callback committing in between makes
+    its snapshot stale, and SQLite refuses the pass's first write at once (the lock wait does
+    not help). Under steady chat that happens to most passes. The pass then runs again with
+    the write lock taken before it reads (it rolled back whole; its inserts are idempotent):
+    callbacks wait for that one pass, a fraction of a second, instead of reminders never
+    being planned. PostgreSQL has no such race."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> PassResult:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            from bot.router import lost_race
+
+            if not lost_race(exc):
+                raise
+            log.info("planning pass lost a write race; running it again holding the lock")
+            return fn(*args, **kwargs, lock_first=True)
+
+    return run
+
+
+def _take_write_lock(session: Session) -> None:
+    """SQLite: hold the write lock from here to the commit (a write that matches no row
+    still takes it), so that this transaction's reads cannot go stale."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sql_text("UPDATE appstate SET name = name WHERE 0"))
+
+
+@_again_if_raced
+@_without_gc_pauses
 def run_pass(
-    engine: Engine, settings: Settings, now: datetime, *, reuse: PlanData | None = None
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    *,
+    reuse: PlanData | None = None,
+    lock_first: bool = False,
 ) -> PassResult:
     """One planning pass at ``now``; see the module docstring.
 
@@ -242,6 +320,8 @@ def run_pass(
         result.next_at = next_send_slot(now, settings.bot.send_window, cal)
         return result
     with Session(engine, expire_on_commit=False) as session:
+        if lock_first:
+            _take_write_lock(session)
         last = last_pass(session)
         first = catch_up_from(last, now, settings, cal)
         # Nothing is ever placed on a day off, so only workdays are planned.
@@ -250,22 +330,38 @@ def run_pass(
             for day in (first + timedelta(days=i) for i in range((today - first).days + 1))
             if day == today or cal.is_workday(day)
         ]
+        # Rows waiting since an earlier day are judged with that day's reminders.
+        waiting = waiting_rows(session, now)
+        oldest = today - timedelta(days=MAX_CATCH_UP_DAYS)
+        recheck = sorted(
+            {d for d in (local_date(w.created_at) for w in waiting) if oldest <= d < first}
+        )
+        data_first = min([first, *recheck])
         if (
             reuse is not None
             and reuse.loaded_on == today
             and reuse.first_day is not None
-            and reuse.first_day <= first
+            and reuse.first_day <= data_first
         ):
             data = reuse
         else:
-            data = load_plan_data(session, settings, cal, first_day=first, now=now)
+            data = load_plan_data(session, settings, cal, first_day=data_first, now=now)
             if write_milestones(session, settings, data, first, today, now=now):
                 session.commit()
-                data.tasks = load_tasks(session, first)
+                if lock_first:
+                    _take_write_lock(session)
+                data.tasks = load_tasks(session, data_first)
         result.data = data
         reminders: list[Reminder] = []
         for day in result.days:
             reminders.extend(collect(day_instant(day, now), data, settings))
+        if waiting:
+            judged = list(reminders)
+            for day in recheck:
+                judged.extend(collect(day_instant(day, now), data, settings))
+            _drop_moot(session, waiting, judged, data, settings, now=now, result=result)
+            if lock_first:
+                _take_write_lock(session)  # _drop_moot may have committed
         known = _known(engine, today)
         planned = plan_messages(unsent(reminders, known), settings, cal)
         later = [p.send_at for p in planned if p.send_at > now and local_date(p.send_at) == today]
@@ -354,7 +450,24 @@ def _enqueue(
             _insert(session, messages_, now=now, strict=True)
     except _Conflict:
         # Another planner (a leader on its way out) wrote some of these keys meanwhile:
-        # go group by group and leave the ones it took.
+        # leave every message it took a key of, write the others together (one statement
+        # still, not one per message), and go message by message only if it is still at it.
+        taken = existing_keys(session, [row_key(r, p.recipient) for p, rs in messages_ for r in rs])
+        recorded |= taken
+        messages_ = [
+            (p, rs) for p, rs in messages_ if not any(row_key(r, p.recipient) in taken for r in rs)
+        ]
+        try:
+            with session.begin_nested():
+                _insert(session, messages_, now=now, strict=True)
+        except _Conflict:
+            pass
+        else:
+            for item in messages_:
+                _count(item, result)
+                recorded.update(row_key(r, item[0].recipient) for r in item[1])
+            _nudge(session, messages_)
+            return recorded
         for item in messages_:
             try:
                 with session.begin_nested():
@@ -434,14 +547,12 @@ def _nudge(session: Session, items: list[tuple[Planned, list[Reminder]]]) -> Non
 
 
 def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), KEY_CHUNK):
-        chunk = unique[start : start + KEY_CHUNK]
-        found.update(
-            session.scalars(select(col(OutboxMessage.key)).where(col(OutboxMessage.key).in_(chunk)))
-        )
-    return found
+    """The ``keys`` already in the outbox: one query for any number (``bot.db.among``)."""
+    if not keys:
+        return set()
+    key = col(OutboxMessage.key)
+    wanted = among(session.get_bind().dialect.name, key, dict.fromkeys(keys))
+    return set(session.connection().execute(select(key).where(wanted)).scalars())
 
 
 def write_milestones(
@@ -463,14 +574,12 @@ def write_milestones(
     missing = [w for w in wanted if w not in have]
     if not missing:
         return 0
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    table = Task.__table__  # type: ignore[attr-defined]
     rows = [
         {"name": n, "branch_id": b, "due_on": d, "kind": "milestone", "created_at": now}
         for n, b, d in missing
     ]
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["name", "branch_id", "due_on"])
-    session.execute(stmt, rows)
+    insert_ignore(session, Task, rows, keys=["name", "branch_id", "due_on"])
+    # All of them, even those another planner wrote meanwhile: the caller reloads the tasks.
     return len(missing)
 
 
@@ -487,6 +596,181 @@ def _set_last_pass(session: Session, now: datetime) -> None:
     session.execute(
         stmt.on_conflict_do_update(index_elements=["name"], set_={"value": now.isoformat()})
     )
+
+
+# Reminders waiting in the outbox ----------------------------------------------------------
+
+
+def _rules() -> tuple[Any, ...]:
+    from schedules import RULES
+
+    return RULES
+
+
+@lru_cache(maxsize=1)
+def planner_rules() -> frozenset[str]:
+    """The ``rule`` of every outbox row the planner writes."""
+    return frozenset(r.NAME for r in _rules())
+
+
+def _waiting(now: datetime) -> Any:
+    """Rows not sent and free to be sent: pending, or claimed by a process whose lease ran
+    out (it died, or hung)."""
+    return or_(
+        col(OutboxMessage.status) == PENDING,
+        and_(col(OutboxMessage.status) == CLAIMED, col(OutboxMessage.claimed_until) < now),
+    )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    id: int
+    key: str
+    recipient: str
+    rule: str
+    created_at: datetime
+    due_at: datetime
+
+
+def waiting_rows(session: Session, now: datetime) -> list[Waiting]:
+    """The planner's rows still waiting to be sent (normally none between passes)."""
+    rows = session.execute(
+        select(
+            col(OutboxMessage.id),
+            col(OutboxMessage.key),
+            col(OutboxMessage.recipient),
+            col(OutboxMessage.rule),
+            col(OutboxMessage.created_at),
+            col(OutboxMessage.due_at),
+        ).where(col(OutboxMessage.rule).in_(planner_rules()), _waiting(now))
+    )
+    return [Waiting(*row) for row in rows]
+
+
+def _drop_moot(
+    session: Session,
+    waiting: list[Waiting],
+    reminders: list[Reminder],
+    data: PlanData,
+    settings: Settings,
+    *,
+    now: datetime,
+    result: PassResult,
+) -> None:
+    """Mark ``dropped`` the waiting rows whose reminder no longer makes sense, with a log
+    line each. A merged message goes as long as one of its reminders still makes sense.
+    A row whose reminder is not planned again, and whose rule cannot tell
+    (``waiting_until``), is left to go."""
+    until = _relevance(reminders, {w.key for w in waiting})
+    rules = {r.NAME: r for r in _rules()}
+    for w in waiting:
+        hook = getattr(rules.get(w.rule), "waiting_until", None)
+        if w.key not in until and hook is not None:
+            found = hook(w.key.removesuffix(f":{w.recipient}"), data, settings)
+            if found is not None:
+                until[w.key] = found
+    moot = [w for w in waiting if w.key in until and until[w.key] <= now]
+    if not moot:
+        return
+    parts = _merged_parts(session, moot)
+    until |= _relevance(reminders, {k for inside in parts.values() for k, _ in inside})
+    lines = []
+    for w in moot:
+        inside = parts.get(w.key, [])
+        if any(k not in until or until[k] > now for k, _ in inside):
+            continue  # still worth sending for the others in it
+        taken = session.connection().execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == w.id, _waiting(now))
+            .values(status=DROPPED, claimed_until=None, last_error="no longer relevant")
+        )
+        if taken.rowcount != 1:
+            continue  # a dispatcher got it first
+        for _, mid in inside:
+            session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == mid, col(OutboxMessage.status) == MERGED)
+                .values(status=DROPPED)
+            )
+        lines += [(w, k) for k in [w.key, *(k for k, _ in inside)]]
+    session.commit()
+    for w, k in lines:
+        log.info(
+            "dropped %s for %s: queued for %s, no longer relevant after %s (not sent since %s)",
+            k.removesuffix(f":{w.recipient}"),
+            w.recipient,
+            local(w.due_at).isoformat(),
+            local(until[k]).isoformat(),
+            local(w.created_at).isoformat(),
+        )
+        result.dropped += 1
+
+
+def _relevance(reminders: list[Reminder], keys: set[str]) -> dict[str, datetime]:
+    """Row key -> relevant_until, for the ``keys`` among ``reminders``."""
+    out: dict[str, datetime] = {}
+    if not keys:
+        return out
+    for r in reminders:
+        for uid in r.to:
+            k = row_key(r, uid)
+            if k in keys:
+                out[k] = r.relevant_until
+    return out
+
+
+def _merged_parts(session: Session, heads: list[Waiting]) -> dict[str, list[tuple[str, int]]]:
+    """Head row key -> (key, id) of the reminders merged into its message."""
+    rows = session.execute(
+        select(col(OutboxMessage.id), col(OutboxMessage.key), col(OutboxMessage.body)).where(
+            col(OutboxMessage.status) == MERGED,
+            col(OutboxMessage.recipient).in_({h.recipient for h in heads}),
+            col(OutboxMessage.created_at).in_({h.created_at for h in heads}),
+        )
+    )
+    wanted = {h.key for h in heads}
+    out: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for mid, key, body in rows:
+        into = body.get("into") if isinstance(body, dict) else None
+        if into in wanted:
+            out[into].append((key, mid))
+    return out
+
+
+def held_rules() -> frozenset[str]:
+    """Outbox rules that go out only inside the send window."""
+    return planner_rules() | frozenset(HELD_RULES_EXTRA)
+
+
+def hold_to_window(engine: Engine, settings: Settings, now: datetime) -> int:
+    """Outside the send window, move the due reminders and notices (a retry whose backoff
+    ran past the window, rows a dead process left claimed) to the window's next opening,
+    a few minutes in; returns how many. Inside the window it does nothing (no query)."""
+    cal = calendar_for(settings.calendar)
+    window = settings.bot.send_window
+    if in_send_window(now, window, cal):
+        return 0
+    opening = spread(next_send_slot(now, window, cal), "held", window)
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.rule).in_(held_rules()),
+                or_(
+                    and_(col(OutboxMessage.status) == PENDING, col(OutboxMessage.due_at) <= now),
+                    and_(
+                        col(OutboxMessage.status) == CLAIMED,
+                        col(OutboxMessage.claimed_until) < now,
+                    ),
+                ),
+            )
+            .values(status=PENDING, due_at=opening, claimed_until=None)
+        ).rowcount
+    if moved:
+        log.info(
+            "held %d reminders outside the send window until %s", moved, local(opening).isoformat()
+        )
+    return int(moved)
 
 
 # Forecast (mofan plan) --------------------------------------------------------------------
