@@ -674,25 +674,34 @@ def _drop_moot(
         return
     parts = _merged_parts(session, moot)
     until |= _relevance(reminders, {k for inside in parts.values() for k, _ in inside})
-    lines = []
-    for w in moot:
-        inside = parts.get(w.key, [])
-        if any(k not in until or until[k] > now for k, _ in inside):
-            continue  # still worth sending for the others in it
-        taken = session.connection().execute(
+    # Two statements however many rows (a Monday can find a whole Friday's worth waiting).
+    dialect = session.get_bind().dialect.name
+    droppable = {
+        w.id: w
+        for w in moot
+        if all(k in until and until[k] <= now for k, _ in parts.get(w.key, []))
+    }  # a merged message still worth sending for the others in it stays
+    if not droppable:
+        return
+    taken = session.connection().execute(
+        update(OutboxMessage)
+        .where(among(dialect, col(OutboxMessage.id), list(droppable)), _waiting(now))
+        .values(status=DROPPED, claimed_until=None, last_error="no longer relevant")
+        .returning(col(OutboxMessage.id))
+    )
+    # A dispatcher may have got some of them first.
+    dropped = [droppable[mid] for mid in taken.scalars() if mid is not None]
+    inside_ids = [mid for w in dropped for _, mid in parts.get(w.key, [])]
+    if inside_ids:
+        session.execute(
             update(OutboxMessage)
-            .where(col(OutboxMessage.id) == w.id, _waiting(now))
-            .values(status=DROPPED, claimed_until=None, last_error="no longer relevant")
-        )
-        if taken.rowcount != 1:
-            continue  # a dispatcher got it first
-        for _, mid in inside:
-            session.execute(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id) == mid, col(OutboxMessage.status) == MERGED)
-                .values(status=DROPPED)
+            .where(
+                among(dialect, col(OutboxMessage.id), inside_ids),
+                col(OutboxMessage.status) == MERGED,
             )
-        lines += [(w, k) for k in [w.key, *(k for k, _ in inside)]]
+            .values(status=DROPPED)
+        )
+    lines = [(w, k) for w in dropped for k in [w.key, *(k for k, _ in parts.get(w.key, []))]]
     session.commit()
     for w, k in lines:
         log.info(
@@ -724,8 +733,12 @@ def _merged_parts(session: Session, heads: list[Waiting]) -> dict[str, list[tupl
     rows = session.execute(
         select(col(OutboxMessage.id), col(OutboxMessage.key), col(OutboxMessage.body)).where(
             col(OutboxMessage.status) == MERGED,
-            col(OutboxMessage.recipient).in_({h.recipient for h in heads}),
-            col(OutboxMessage.created_at).in_({h.created_at for h in heads}),
+            among(
+                session.get_bind().dialect.name,
+                col(OutboxMessage.recipient),
+                sorted({h.recipient for h in heads}),
+            ),
+            col(OutboxMessage.created_at).in_({h.created_at for h in heads}),  # a pass or two
         )
     )
     wanted = {h.key for h in heads}

@@ -69,11 +69,15 @@ def test_passes_complete_under_steady_chat(engine, settings, bureau):
     talker = threading.Thread(target=chatting)
     talker.start()
     try:
+        while writes < 3:
+            time.sleep(0.001)
+        before = writes
         results = [run_pass(engine, settings, DUES_DAY + timedelta(minutes=i)) for i in range(3)]
+        during = writes - before
     finally:
         stop.set()
         talker.join()
-    assert writes > 10, "the members were chatting during the passes"
+    assert during > 0, "the members were chatting during the passes"
     assert results[0].enqueued > 0
     keys = _keys(engine)
     assert len(keys) == len(set(keys))
