@@ -51,7 +51,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlmodel import Session, col
 
 from bot import messages as msg
@@ -176,19 +176,24 @@ class _Group(NamedTuple):
     """The name people see (第一党小组, without the branch)."""
 
 
+_GROUPS = (
+    select(col(Org.id), col(Org.name), col(Org.parent_id))
+    .where(col(Org.kind) == "党小组", col(Org.active))
+    .order_by(col(Org.id))
+)
+_GROUPS_OF = _GROUPS.where(col(Org.parent_id).in_(bindparam("branch_ids", expanding=True)))
+
+
 def _groups_by_branch(
     session: Session, branch_ids: Sequence[int] | None
 ) -> dict[int, list[_Group]]:
     """Each branch's active 党小组s, in roster order (plain tuples: a bureau has hundreds)."""
-    stmt = (
-        select(col(Org.id), col(Org.name), col(Org.parent_id))
-        .where(col(Org.kind) == "党小组", col(Org.active))
-        .order_by(col(Org.id))
-    )
-    if branch_ids is not None:
-        stmt = stmt.where(col(Org.parent_id).in_(branch_ids))
+    if branch_ids is None:
+        rows = session.execute(_GROUPS).all()
+    else:
+        rows = session.execute(_GROUPS_OF, {"branch_ids": list(branch_ids)}).all()
     out: dict[int, list[_Group]] = defaultdict(list)
-    for gid, name, parent in session.execute(stmt).all():
+    for gid, name, parent in rows:
         if parent is not None:
             out[parent].append(_Group(gid, name.rsplit("/", 1)[-1]))
     return out
@@ -233,6 +238,21 @@ def _period_counts(
     return tally
 
 
+_FEW_BRANCH_MEETINGS = select(
+    col(Meeting.branch_id),
+    col(Meeting.kind),
+    col(Meeting.group_id),
+    col(Meeting.topic),
+    col(Meeting.status),
+    col(Meeting.starts_at),
+).where(
+    col(Meeting.branch_id).in_(bindparam("branch_ids", expanding=True)),
+    col(Meeting.starts_at) >= bindparam("first"),
+    col(Meeting.starts_at) < bindparam("end"),
+    col(Meeting.status) != "cancelled",
+)
+
+
 def _few_branch_counts(
     session: Session, branch_ids: Sequence[int], today: date, periods: set[Period], now: datetime
 ) -> dict[Period, _Tally]:
@@ -241,21 +261,16 @@ def _few_branch_counts(
     bounds = {p: period_of(today, p) for p in periods}
     first = min(b[0] for b in bounds.values())
     last = max(b[1] for b in bounds.values())
-    stmt = select(
-        col(Meeting.branch_id),
-        col(Meeting.kind),
-        col(Meeting.group_id),
-        col(Meeting.topic),
-        col(Meeting.status),
-        col(Meeting.starts_at),
-    ).where(
-        col(Meeting.branch_id).in_(branch_ids),
-        col(Meeting.starts_at) >= day_start(first),
-        col(Meeting.starts_at) < day_start(last + timedelta(days=1)),
-        col(Meeting.status) != "cancelled",
-    )
     tallies = {p: _Tally() for p in periods}
-    for b, kind, g, topic, status, starts_at in session.execute(stmt).all():
+    rows = session.execute(
+        _FEW_BRANCH_MEETINGS,
+        {
+            "branch_ids": list(branch_ids),
+            "first": day_start(first),
+            "end": day_start(last + timedelta(days=1)),
+        },
+    ).all()
+    for b, kind, g, topic, status, starts_at in rows:
         day = local_date(starts_at)
         held = status == "held" or (status == "scheduled" and starts_at <= now)
         by_secretary = kind == "党课" and "书记" in (topic or "")
@@ -462,25 +477,58 @@ def _meeting_line(m: Meeting) -> MeetingLine:
     return MeetingLine(m.id or 0, m.kind, m.starts_at, m.ends_at, m.place, m.topic)
 
 
+_MISSING_FIRST_TOPIC = (
+    select(
+        col(Meeting.id),
+        col(Meeting.kind),
+        col(Meeting.starts_at),
+        col(Meeting.ends_at),
+        col(Meeting.place),
+        col(Meeting.topic),
+    )
+    .where(
+        col(Meeting.branch_id) == bindparam("branch_id"),
+        col(Meeting.status) != "cancelled",
+        col(Meeting.starts_at) >= bindparam("since"),
+        col(Meeting.ends_at) <= bindparam("now"),
+        or_(col(Meeting.first_topic).is_(None), col(Meeting.first_topic) == ""),
+    )
+    .order_by(col(Meeting.starts_at).desc())
+)
+"""Built once, like the other statements 状态 runs (building one cost as much as running it).
+The kind is checked in Python: with it in the WHERE clause SQLite (without ANALYZE
+statistics) prefers the bureau-wide (kind, starts_at) index to the branch's own."""
+
+
 def missing_first_topic(
     *, session: Session, branch_id: int, now: datetime, limit: int = 5
-) -> list[Meeting]:
+) -> list[MeetingLine]:
     """支委会 held this year with no 第一议题 recorded, latest first."""
     today = local_date(now)
-    # The kind is checked here rather than in SQL: with it in the WHERE clause SQLite (without
-    # ANALYZE statistics) prefers the bureau-wide (kind, starts_at) index to the branch's own.
-    stmt = (
-        select(Meeting)
-        .where(
-            col(Meeting.branch_id) == branch_id,
-            col(Meeting.status) != "cancelled",
-            col(Meeting.starts_at) >= day_start(date(today.year, 1, 1)),
-            col(Meeting.ends_at) <= now,
-            or_(col(Meeting.first_topic).is_(None), col(Meeting.first_topic) == ""),
-        )
-        .order_by(col(Meeting.starts_at).desc())
+    rows = session.execute(
+        _MISSING_FIRST_TOPIC,
+        {"branch_id": branch_id, "since": day_start(date(today.year, 1, 1)), "now": now},
+    ).all()
+    return [MeetingLine(*row) for row in rows if row[1] == "支委会"][:limit]
+
+
+_BRANCH_NOTICES = (
+    select(
+        col(Notice.id),
+        col(Notice.text),
+        col(Notice.created_at),
+        func.count(col(NoticeReceipt.confirmed_at)),
+        func.count(),
     )
-    return [m for m in session.scalars(stmt) if m.kind == "支委会"][:limit]
+    .join(NoticeReceipt, col(NoticeReceipt.notice_id) == col(Notice.id))
+    .join(Member, col(Member.id) == col(NoticeReceipt.member_id))
+    .where(
+        col(Member.branch_id) == bindparam("branch_id"),
+        col(Notice.created_at) >= bindparam("since"),
+    )
+    .group_by(col(Notice.id), col(Notice.text), col(Notice.created_at))
+    .order_by(col(Notice.created_at).desc())
+)
 
 
 def branch_notices(
@@ -488,23 +536,8 @@ def branch_notices(
 ) -> list[NoticeLine]:
     """Recent notices with their confirmations in the branch, newest first, unconfirmed ones only."""
     since = now - timedelta(days=RECENT_NOTICE_DAYS)
-    stmt = (
-        select(
-            col(Notice.id),
-            col(Notice.text),
-            col(Notice.created_at),
-            func.count(col(NoticeReceipt.confirmed_at)),
-            func.count(),
-        )
-        .join(NoticeReceipt, col(NoticeReceipt.notice_id) == col(Notice.id))
-        .join(Member, col(Member.id) == col(NoticeReceipt.member_id))
-        .where(col(Member.branch_id) == branch_id, col(Notice.created_at) >= since)
-        .group_by(col(Notice.id), col(Notice.text), col(Notice.created_at))
-        .order_by(col(Notice.created_at).desc())
-    )
-    lines = [
-        NoticeLine(int(i), t, c, int(k), int(n)) for i, t, c, k, n in session.execute(stmt).all()
-    ]
+    rows = session.execute(_BRANCH_NOTICES, {"branch_id": branch_id, "since": since}).all()
+    lines = [NoticeLine(int(i), t, c, int(k), int(n)) for i, t, c, k, n in rows]
     return [n for n in lines if n.unconfirmed][:limit]
 
 
@@ -541,9 +574,7 @@ def branch_status(
         branch=branch.name,
         today=today,
         cadence=cadence,
-        missing_first_topic=[
-            _meeting_line(m) for m in missing_first_topic(session=session, branch_id=bid, now=now)
-        ],
+        missing_first_topic=missing_first_topic(session=session, branch_id=bid, now=now),
         study=study,
         notices=branch_notices(session=session, branch_id=bid, now=now),
         dues_month=month,

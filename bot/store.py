@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlmodel import Session, col
 
 from bot.db import insert_ignore
@@ -437,22 +437,28 @@ def record_study(
     return row
 
 
+_STUDY_MINUTES = (
+    select(col(StudyRecord.member_id), func.coalesce(func.sum(StudyRecord.minutes), 0))
+    .where(
+        col(StudyRecord.member_id).in_(bindparam("member_ids", expanding=True)),
+        col(StudyRecord.at) >= bindparam("start"),
+        col(StudyRecord.at) < bindparam("end"),
+    )
+    .group_by(col(StudyRecord.member_id))
+)
+"""Built once (状态 runs it for every secretary's question)."""
+
+
 def study_minutes(
     *, session: Session, member_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, int]:
     """Minutes of study recorded per member in ``[start, end)``; members with none are absent."""
     if not member_ids:
         return {}
-    stmt = (
-        select(col(StudyRecord.member_id), func.coalesce(func.sum(StudyRecord.minutes), 0))
-        .where(
-            col(StudyRecord.member_id).in_(member_ids),
-            col(StudyRecord.at) >= start,
-            col(StudyRecord.at) < end,
-        )
-        .group_by(col(StudyRecord.member_id))
-    )
-    return {int(mid): int(total) for mid, total in session.execute(stmt).all()}
+    rows = session.execute(
+        _STUDY_MINUTES, {"member_ids": list(member_ids), "start": start, "end": end}
+    ).all()
+    return {int(mid): int(total) for mid, total in rows}
 
 
 # Notices ----------------------------------------------------------------------------------
