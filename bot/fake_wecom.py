@@ -8,9 +8,11 @@ missing, unknown or expired token, 45009 over a rate limit, 81013 when every rec
 invalid, 60020 from an untrusted IP, 93000 for an unknown robot key. It records every call
 (``GET /_calls``; ``.calls`` in process) and every delivered message (``GET /_inbox``), and it
 can be told to be slow, expire tokens, rate-limit or fail (constructor arguments, or
-``POST /_control``). Like WeCom, it delivers nothing twice when ``enable_duplicate_check`` is
-on and the same request came within the interval, and it silently drops a member's messages
-over 30 a minute (recorded as ``dropped``).
+``POST /_control``): the next calls on cue (:meth:`FakeWeCom.fail`, :meth:`FakeWeCom.stall`),
+or at random from a seed (:class:`Chaos`: 45009, -1, expired or unknown tokens, and answers
+that come too late for a call WeCom did carry out). Like WeCom, it delivers nothing twice when
+``enable_duplicate_check`` is on and the same request came within the interval, and it
+silently drops a member's messages over 30 a minute (recorded as ``dropped``).
 
 :class:`WeComPlayer` plays WeCom calling the bot: it signs and encrypts a member's text, a
 menu click or a card button click, POSTs it to ``/wecom/callback``, and decrypts the reply.
@@ -21,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import re
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +37,7 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -65,11 +68,66 @@ ERRORS = {
 }
 
 
+TIMEOUT = "timeout"
+"""A :class:`Chaos` fault: WeCom carries the call out but answers only after ``stall``
+seconds, when the caller has given up (so it cannot know the message went out)."""
+TOKEN_FAULTS = (42001, 40014)
+"""Chaos faults on the token: WeCom ended every token early (42001) or forgot them (40014)."""
+
+
 @dataclass
 class _Failure:
     api: str
-    errcode: int
+    errcode: int | None
+    """None: no error, the answer is held ``late`` seconds (:meth:`FakeWeCom.stall`)."""
     times: int
+    late: float = 0.0
+    match: Callable[[Any], bool] | None = None
+    """Only calls whose JSON body this accepts (None: every call)."""
+
+
+@dataclass
+class Chaos:
+    """Faults at random, reproducibly: each call to one of ``apis`` meets at most one fault,
+    drawn from ``rates`` (fault → probability, summing to at most 1) by a generator seeded
+    with ``seed`` — the same seed and the same sequence of calls give the same faults.
+
+    A fault is an errcode answered instead of doing the call (45009, -1, …), a token fault
+    (:data:`TOKEN_FAULTS`: every token issued so far expires, or is forgotten, and the call
+    is refused for it), or :data:`TIMEOUT` (the call is carried out, then answered ``stall``
+    seconds late).
+    """
+
+    rates: Mapping[int | str, float]
+    seed: int = 0
+    stall: float = 15.0
+    apis: tuple[str, ...] = ("message/send",)
+
+    def __post_init__(self) -> None:
+        rates: dict[int | str, float] = {}
+        for fault, p in self.rates.items():
+            key: int | str = fault
+            if isinstance(fault, str) and fault != TIMEOUT:
+                try:
+                    key = int(fault)  # from JSON, where keys are strings
+                except ValueError:
+                    raise ValueError(f"unknown fault {fault!r}") from None
+            if not 0 <= float(p) <= 1:
+                raise ValueError(f"the rate of {fault!r} must be within 0..1")
+            rates[key] = float(p)
+        if sum(rates.values()) > 1 + 1e-9:
+            raise ValueError("the fault rates add up to more than 1")
+        self.rates = rates
+        self._rng = random.Random(self.seed)
+
+    def draw(self) -> int | str | None:
+        """The next call's fault, or None (not thread-safe: the fake draws under its lock)."""
+        x = self._rng.random()
+        for fault, p in self.rates.items():
+            if x < p:
+                return fault
+            x -= p
+        return None
 
 
 @dataclass
@@ -94,6 +152,8 @@ class FakeWeCom:
     """Print each delivered message (``mofan fake-wecom``)."""
     now: Callable[[], float] = time.monotonic
     """The fake's clock in seconds (tests may tie it to their FixedClock)."""
+    chaos: Chaos | None = None
+    """Faults at random (:class:`Chaos`); None: none."""
 
     def __post_init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
@@ -105,16 +165,46 @@ class FakeWeCom:
         self._failures: list[_Failure] = []
         self._recent: dict[str, float] = {}
         self._rates: dict[str, deque[float]] = defaultdict(deque)
+        self.faults: Counter[str] = Counter()
+        """Faults met so far, by name ("45009", "42001", "timeout", "held", …)."""
+        self.held = 0
+        """Answers being held back right now (a stall or a chaos timeout in progress)."""
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self.app = self._build_app()
 
     # --- control (in process, or POST /_control) ------------------------------------------
 
-    def fail(self, api: str, errcode: int, times: int = 1) -> None:
-        """The next ``times`` calls to ``api`` (e.g. "message/send") answer ``errcode``."""
+    def fail(
+        self,
+        api: str,
+        errcode: int,
+        times: int = 1,
+        *,
+        match: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """The next ``times`` calls to ``api`` (e.g. "message/send") answer ``errcode``;
+        with ``match``, only calls whose JSON body it accepts."""
         with self._lock:
-            self._failures.append(_Failure(api, errcode, times))
+            self._failures.append(_Failure(api, errcode, times, match=match))
+
+    def stall(
+        self,
+        api: str,
+        seconds: float,
+        times: int = 1,
+        *,
+        match: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """The next ``times`` calls to ``api`` (that ``match`` accepts) that are carried out
+        (not refused) are answered ``seconds`` late (``held`` counts them meanwhile: a test
+        can kill the caller while it waits)."""
+        with self._lock:
+            self._failures.append(_Failure(api, None, times, late=seconds, match=match))
+
+    def set_chaos(self, chaos: Chaos | None) -> None:
+        with self._lock:
+            self.chaos = chaos
 
     def expire_tokens(self) -> None:
         """Every token issued so far now answers 42001 (WeCom ended them early)."""
@@ -131,6 +221,7 @@ class FakeWeCom:
             self._failures.clear()
             self._recent.clear()
             self._rates.clear()
+            self.faults.clear()
 
     def control(self, **changes: Any) -> None:
         for name in ("latency", "token_ttl", "trusted", "member_per_minute", "robot_per_minute"):
@@ -145,6 +236,20 @@ class FakeWeCom:
             self.expire_tokens()
         for f in changes.get("fail", []):
             self.fail(str(f["api"]), int(f["errcode"]), int(f.get("times", 1)))
+        for f in changes.get("stall", []):
+            self.stall(str(f["api"]), float(f["seconds"]), int(f.get("times", 1)))
+        if "chaos" in changes:
+            c = changes["chaos"]
+            self.set_chaos(
+                None
+                if c is None
+                else Chaos(
+                    rates=dict(c.get("rates") or {}),
+                    seed=int(c.get("seed", 0)),
+                    stall=float(c.get("stall", 15.0)),
+                    apis=tuple(c.get("apis") or ("message/send",)),
+                )
+            )
         if changes.get("reset"):
             self.reset()
 
@@ -162,22 +267,53 @@ class FakeWeCom:
     def texts(self, userid: str) -> list[str]:
         return [readable(m) for m in self.received(userid)]
 
+    def copies(self, match: Callable[[dict[str, Any]], bool]) -> Counter[str]:
+        """How many messages ``match`` accepts each member was delivered (members with none
+        left out): what their phones show, duplicate check and rate limits applied."""
+        with self._lock:
+            return Counter(
+                {u: n for u, box in self.inbox.items() if (n := sum(1 for m in box if match(m)))}
+            )
+
     # --- the API --------------------------------------------------------------------------
 
     def _build_app(self) -> Starlette:
+        late = self._answered_late
         routes = [
-            Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
-            Route("/cgi-bin/message/send", self._message_send, methods=["POST"]),
-            Route("/cgi-bin/message/update_template_card", self._update_card, methods=["POST"]),
-            Route("/cgi-bin/media/upload", self._media_upload, methods=["POST"]),
-            Route("/cgi-bin/appchat/send", self._appchat_send, methods=["POST"]),
-            Route("/cgi-bin/agent/get", self._agent_get, methods=["GET"]),
-            Route("/cgi-bin/webhook/send", self._webhook_send, methods=["POST"]),
+            Route("/cgi-bin/gettoken", late(self._gettoken), methods=["GET"]),
+            Route("/cgi-bin/message/send", late(self._message_send), methods=["POST"]),
+            Route(
+                "/cgi-bin/message/update_template_card", late(self._update_card), methods=["POST"]
+            ),
+            Route("/cgi-bin/media/upload", late(self._media_upload), methods=["POST"]),
+            Route("/cgi-bin/appchat/send", late(self._appchat_send), methods=["POST"]),
+            Route("/cgi-bin/agent/get", late(self._agent_get), methods=["GET"]),
+            Route("/cgi-bin/webhook/send", late(self._webhook_send), methods=["POST"]),
             Route("/_calls", self._calls, methods=["GET", "DELETE"]),
             Route("/_inbox", self._inbox, methods=["GET"]),
             Route("/_control", self._control, methods=["POST"]),
         ]
         return Starlette(routes=routes)
+
+    def _answered_late(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint, with its answer held back when the call was told to stall."""
+
+        async def wrapped(request: Request) -> Response:
+            response = await endpoint(request)
+            late = getattr(request.state, "late", 0.0)
+            if late:
+                with self._lock:
+                    self.held += 1
+                try:
+                    await asyncio.sleep(late)
+                finally:
+                    with self._lock:
+                        self.held -= 1
+            return response
+
+        return wrapped
 
     def _record(self, api: str, request: Request, body: Any, answer: dict[str, Any]) -> None:
         params = {
@@ -194,16 +330,60 @@ class FakeWeCom:
                     "body": body,
                     "errcode": answer.get("errcode", 0),
                     "answer": answer,
+                    "fault": getattr(request.state, "fault", None),
                 }
             )
 
-    def _injected(self, api: str) -> int | None:
+    def _injected(self, api: str, request: Request, body: Any) -> int | None:
+        """The errcode told for this call (``fail``, or a chaos fault), if any; a chaos
+        timeout only marks the request to be answered late."""
         with self._lock:
-            for f in self._failures:
-                if f.api == api and f.times > 0:
-                    f.times -= 1
-                    return f.errcode
+            f = self._next_failure(api, body, stall=False)
+            if f is not None and f.errcode is not None:
+                return self._fault(request, str(f.errcode), f.errcode)
+            chaos = self.chaos
+            fault = chaos.draw() if chaos is not None and api in chaos.apis else None
+            if fault is None or chaos is None:
+                return None
+            if fault == TIMEOUT:
+                request.state.late = chaos.stall
+                return self._fault(request, TIMEOUT)
+            if fault == 42001:
+                for t in self._tokens:
+                    self._tokens[t] = 0.0
+                return self._fault(request, "42001")  # the token check answers it
+            if fault == 40014:
+                self._tokens.clear()
+                return self._fault(request, "40014")
+            return self._fault(request, str(fault), int(fault))
+
+    def _next_failure(self, api: str, body: Any, *, stall: bool) -> _Failure | None:
+        """Take one of the next failures told for ``api`` (a stall, or an errcode); the lock
+        is held."""
+        for f in self._failures:
+            if (
+                f.api == api
+                and f.times > 0
+                and (f.errcode is None) == stall
+                and (f.match is None or f.match(body))
+            ):
+                f.times -= 1
+                return f
         return None
+
+    def _stalled(self, api: str, request: Request, body: Any) -> None:
+        """A call about to be carried out: held back if a stall was told for it."""
+        with self._lock:
+            f = self._next_failure(api, body, stall=True)
+            if f is not None:
+                request.state.late = f.late
+                self._fault(request, "held")
+
+    def _fault(self, request: Request, name: str, errcode: int | None = None) -> int | None:
+        """Count a fault (the lock is held) and note it on the call's record."""
+        self.faults[name] += 1
+        request.state.fault = name
+        return errcode
 
     def _check_token(self, request: Request) -> int:
         token = request.query_params.get("access_token")
@@ -221,10 +401,14 @@ class FakeWeCom:
         """Latency, then the first error this call meets (0 if none)."""
         if self.latency:
             await asyncio.sleep(self.latency)
-        injected = self._injected(api)
+        body = await self._json(request) if request.method == "POST" else None
+        injected = self._injected(api, request, body)
         if injected is not None:
             return injected
-        return self._check_token(request) if token else 0
+        code = self._check_token(request) if token else 0
+        if not code:
+            self._stalled(api, request, body)
+        return code
 
     def _answer(self, api: str, request: Request, body: Any, code: int, **extra: Any) -> Response:
         answer = {"errcode": code, "errmsg": ERRORS.get(code, "error"), **extra}
@@ -257,7 +441,7 @@ class FakeWeCom:
     async def _json(self, request: Request) -> Any:
         try:
             return json.loads(await request.body())
-        except ValueError:
+        except (ValueError, ClientDisconnect):  # not JSON, or the caller is gone (killed)
             return None
 
     def _duplicate(self, body: dict[str, Any]) -> bool:

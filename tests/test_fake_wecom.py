@@ -17,6 +17,8 @@ from bot.fake_wecom import (
     DEFAULT_CORP_ID,
     DEFAULT_SECRET,
     DEFAULT_TOKEN,
+    TIMEOUT,
+    Chaos,
 )
 from tests.chatkit import mofan
 from tests.factories import small_bureau
@@ -148,6 +150,78 @@ def test_uploads_cards_and_robots(fake_wecom):
     )
     too_long = {"msgtype": "markdown", "markdown": {"content": "长" * 2000}}
     assert httpx.post(hook, params={"key": "k1"}, json=too_long).json()["errcode"] == 40058
+
+
+def test_chaos_is_random_but_reproducible_and_counted(fake_wecom):
+    base = fake_wecom.url
+    rates = {45009: 0.2, -1: 0.2, 42001: 0.1, 40014: 0.1}
+
+    def run(seed: int) -> list[int]:
+        fake_wecom.reset()
+        fake_wecom.set_chaos(Chaos(rates=rates, seed=seed))
+        codes = []
+        with httpx.Client(base_url=base) as client:  # one client: a new one costs 30 ms
+            for i in range(40):
+                tok = client.get(
+                    "/cgi-bin/gettoken",
+                    params={"corpid": DEFAULT_CORP_ID, "corpsecret": DEFAULT_SECRET},
+                ).json()["access_token"]
+                payload = {"agentid": DEFAULT_AGENT_ID, "touser": f"m{i}", "msgtype": "text",
+                           "text": {"content": "通知"}}  # fmt: skip
+                answer = client.post(
+                    "/cgi-bin/message/send", params={"access_token": tok}, json=payload
+                )
+                codes.append(answer.json()["errcode"])
+        return codes
+
+    first, again, other = run(7), run(7), run(8)
+    assert first == again != other
+    assert set(first) == {0, 45009, -1, 42001, 40014}
+    assert sum(fake_wecom.faults.values()) == sum(1 for c in other if c)
+    # A refused call delivered nothing; every call answered 0 delivered once.
+    assert sorted(fake_wecom.copies(lambda m: True)) == sorted(
+        f"m{i}" for i, c in enumerate(other) if c == 0
+    )
+    assert [c["fault"] for c in fake_wecom.calls_to("message/send")][:3] == [
+        None if c == 0 else str(c) for c in other[:3]
+    ]
+    with pytest.raises(ValueError, match="more than 1"):
+        Chaos(rates={45009: 0.7, -1: 0.6})
+    with pytest.raises(ValueError, match="unknown fault"):
+        Chaos(rates={"reset": 0.1})
+
+
+def test_a_timeout_is_a_call_carried_out_and_answered_too_late(fake_wecom):
+    base = fake_wecom.url
+    tok = token(base)
+    fake_wecom.set_chaos(Chaos(rates={TIMEOUT: 1.0}, stall=0.6))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            base + "/cgi-bin/message/send",
+            params={"access_token": tok},
+            json={"agentid": DEFAULT_AGENT_ID, "touser": "a", "msgtype": "text",
+                  "text": {"content": "到了吗"}},
+            timeout=0.3,
+        )  # fmt: skip
+    assert fake_wecom.texts("a") == ["到了吗"] and fake_wecom.held == 1
+    time.sleep(0.5)
+    assert fake_wecom.held == 0 and fake_wecom.faults == {"timeout": 1}
+    # Over HTTP: chaos off, and one stall on cue for the calls a predicate picks (in process).
+    httpx.post(base + "/_control", json={"chaos": None})
+    fake_wecom.stall("message/send", 0.4, match=lambda body: body.get("touser") == "b")
+    fake_wecom.expire_tokens()
+    started = time.monotonic()
+    assert send(base, tok, touser="b", text={"content": "旧令牌"})["errcode"] == 42001
+    tok = token(base)
+    assert send(base, tok, touser="a", text={"content": "快"})["errcode"] == 0
+    assert time.monotonic() - started < 0.4  # a refused call, or another member's: not held
+    assert send(base, tok, touser="b", text={"content": "慢"})["errcode"] == 0
+    assert time.monotonic() - started >= 0.4
+    httpx.post(
+        base + "/_control",
+        json={"chaos": {"rates": {"45009": 1.0}, "seed": 1}, "stall": []},
+    )
+    assert send(base, tok, touser="c")["errcode"] == 45009 and not fake_wecom.received("c")
 
 
 @pytest.fixture
