@@ -45,11 +45,11 @@ from __future__ import annotations
 import json
 import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast, overload
 
 from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlmodel import Session, col
@@ -70,6 +70,7 @@ from bot.models import (
 )
 from bot.store import (
     ABSENT,
+    BRANCH_KINDS,
     INVITED,
     MADE_UP,
     SIGNED_IN,
@@ -1015,6 +1016,48 @@ _DAILY: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], list[Scorecard]]] =
 """Per database engine: the day's scorecards, keyed by (day, settings, branches)."""
 
 
+class LazyBranches(Sequence[Org]):
+    """The active branches for 总览: their ids at once (one indexed read), the rows only when
+    a cache misses. Loading three hundred ``Org`` rows cost more than the rest of a 总览
+    answered from the day's snapshot."""
+
+    def __init__(self, session: Session) -> None:
+        self.ids: tuple[int, ...] = tuple(session.scalars(_BRANCH_IDS))
+        self._session = session
+        self._rows: list[Org] | None = None
+
+    def _load(self) -> list[Org]:
+        if self._rows is None:
+            self._rows = list_branches(session=self._session)
+        return self._rows
+
+    @overload
+    def __getitem__(self, i: int) -> Org: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Org]: ...
+    def __getitem__(self, i: int | slice) -> Org | Sequence[Org]:
+        return self._load()[i]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[Org]:
+        return iter(self._load())
+
+
+_BRANCH_IDS = (
+    select(col(Org.id))
+    .where(col(Org.kind).in_(BRANCH_KINDS), col(Org.active))
+    .order_by(col(Org.id))
+)
+"""The same branches, in the same order, as ``list_branches``."""
+
+
+def _ids(branches: Sequence[Org]) -> tuple[int | None, ...]:
+    ids = getattr(branches, "ids", None)
+    return ids if ids is not None else tuple(b.id for b in branches)
+
+
 def daily_scorecards(
     *, session: Session, settings: Settings, now: datetime, branches: Sequence[Org]
 ) -> list[Scorecard]:
@@ -1029,7 +1072,7 @@ def daily_scorecards(
     """
     today = local_date(now)
     engine = session.get_bind()
-    key = (today, _settings_key(settings), tuple(b.id for b in branches))
+    key = (today, _settings_key(settings), _ids(branches))
     per_engine = _DAILY.setdefault(engine, {})
     cards = per_engine.get(key)
     if cards is None:
@@ -1067,7 +1110,7 @@ def bureau_unmet(
     today = local_date(now)
     engine = session.get_bind()
     latest = session.scalar(select(func.max(Meeting.id)))
-    key = (today, _settings_key(settings), tuple(b.id for b in branches), latest)
+    key = (today, _settings_key(settings), _ids(branches), latest)
     hit = _LIVE.get(engine)
     if hit is not None and hit[0] == key and hit[1] <= now < hit[2]:
         return cast(dict[int, list[CadenceLine]], hit[3])
@@ -1131,7 +1174,7 @@ def overview(
     from bot.store import confirmation_counts
 
     today = local_date(now)
-    branches = list_branches(session=session)
+    branches = LazyBranches(session)
     if exact:
         cards = scorecards(session=session, settings=settings, now=now, branches=branches)
         as_of = None
@@ -1151,7 +1194,7 @@ def overview(
             )
             for card in snapshot
         ]
-        order = {b.id: i for i, b in enumerate(branches)}
+        order = {bid: i for i, bid in enumerate(branches.ids)}
         owed = {c.branch_id: c.owed_count for c in cards}
         cards.sort(key=lambda c: (-owed[c.branch_id], order[c.branch_id]))
         as_of = today
