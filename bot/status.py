@@ -1162,6 +1162,50 @@ def _notice_totals(session: Session, notice_id: int) -> tuple[int, int]:
     return int(confirmed), int(total)
 
 
+_CARDS: weakref.WeakKeyDictionary[
+    Any, tuple[Any, Any, dict[int, int], tuple[int, ...], list[Scorecard]]
+] = weakref.WeakKeyDictionary()
+"""Per engine: the last 总览's ordered cards and what they were built from."""
+
+
+def _live_cards(
+    engine: Any,
+    snapshot: list[Scorecard],
+    current: dict[int, list[CadenceLine]],
+    overdue: dict[int, int],
+    ids: tuple[int, ...],
+) -> list[Scorecard]:
+    """The day's cards with this period's owed items and overdue tasks, most owed first.
+    Rebuilt only when one of its inputs changed: the snapshot and the owed items are the
+    caches' own objects (compared by identity), the overdue counts by value."""
+    hit = _CARDS.get(engine)
+    if (
+        hit is not None
+        and hit[0] is snapshot
+        and hit[1] is current
+        and hit[2] == overdue
+        and hit[3] == ids
+    ):
+        return list(hit[4])
+    cards = [
+        # Not dataclasses.replace: it inspects the fields each time (300 cards a reader).
+        Scorecard(
+            card.branch_id,
+            card.branch,
+            card.parts,
+            current.get(card.branch_id, []),
+            overdue.get(card.branch_id, 0),
+            card.since,
+        )
+        for card in snapshot
+    ]
+    order = {bid: i for i, bid in enumerate(ids)}
+    owed = {c.branch_id: c.owed_count for c in cards}
+    cards.sort(key=lambda c: (-owed[c.branch_id], order.get(c.branch_id, len(order))))
+    _CARDS[engine] = (snapshot, current, overdue, ids, cards)
+    return list(cards)
+
+
 def overview(
     *, session: Session, settings: Settings, now: datetime, notices: int = 2, exact: bool = False
 ) -> Overview:
@@ -1182,21 +1226,7 @@ def overview(
         snapshot = daily_scorecards(session=session, settings=settings, now=now, branches=branches)
         current = bureau_unmet(session=session, settings=settings, branches=branches, now=now)
         overdue = _overdue_tasks(session, today)
-        cards = [
-            # Not dataclasses.replace: it inspects the fields each time (300 cards a reader).
-            Scorecard(
-                card.branch_id,
-                card.branch,
-                card.parts,
-                current.get(card.branch_id, []),
-                overdue.get(card.branch_id, 0),
-                card.since,
-            )
-            for card in snapshot
-        ]
-        order = {bid: i for i, bid in enumerate(branches.ids)}
-        owed = {c.branch_id: c.owed_count for c in cards}
-        cards.sort(key=lambda c: (-owed[c.branch_id], order[c.branch_id]))
+        cards = _live_cards(session.get_bind(), snapshot, current, overdue, branches.ids)
         as_of = today
     recent = list(
         session.scalars(

@@ -191,3 +191,30 @@ def test_overview_scores_are_daily_while_what_is_owed_is_live(session, bureau, c
     third = chat(bureau["office"], "总览")
     assert "截至11月25日" in third
     assert next(ln for ln in third.splitlines() if ln.startswith("▸ 第一党支部")) != b1_line
+
+
+def test_overview_shows_an_overdue_task_at_once_and_drops_it_when_done(
+    session, bureau, chat, clock
+):
+    from datetime import date
+
+    from bot.store import create_tasks
+
+    def b1_owes() -> str:
+        return chat(bureau["office"], "总览").split("▸ 第一党支部")[1].split("▸")[0]
+
+    assert "逾期任务" not in b1_owes()  # the cards are now cached for this engine
+    [task] = create_tasks(
+        session=session,
+        name="报送整改清单",
+        due_on=date(2026, 11, 20),
+        branch_ids=[bureau["b1"].id],
+        created_by=bureau["office"],
+        now=clock.now(),
+    )
+    session.commit()
+    assert "逾期任务1项" in b1_owes()
+    task.done_at = clock.now()
+    session.add(task)
+    session.commit()
+    assert "逾期任务" not in b1_owes()
