@@ -44,7 +44,15 @@ def test_one_tick_sends_every_full_batch_waiting(engine, settings, clock):
         _PLANNED[leader] = True  # the catch-up pass is not what this is about
         await dispatch_job(runtime, leader)
 
-    asyncio.run(tick())
+    try:
+        asyncio.run(tick())
+    finally:
+        # On PostgreSQL the leader holds the scheduler's advisory lock on its own connection:
+        # let go of it, or every later test's `mofan serve` waits forever to lead.
+        leader.release(clock.now())
+        lock_engine = getattr(leader, "lock_engine", None)
+        if lock_engine is not None:
+            lock_engine.dispose()
     with Session(engine) as s:
         sent = s.scalar(
             select(func.count()).select_from(OutboxMessage).where(col(OutboxMessage.status) == SENT)
