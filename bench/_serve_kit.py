@@ -70,21 +70,16 @@ def build_bureau(target: Path | str, members: int, branches: int = 20) -> list[s
 
     ``target``: a SQLite file, or a PostgreSQL URL whose public schema is dropped first.
     """
-    from sqlalchemy import select, text
+    from sqlalchemy import select
     from sqlmodel import Session, col
 
     from bot.clock import to_utc
-    from bot.db import make_engine, upgrade
     from bot.demo import generate_bureau
     from bot.models import Member
+    from tests.fakes.database import fresh_database
 
     url = db_url(target)
-    engine = make_engine(url)
-    if url.startswith("postgresql"):
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    engine = fresh_database(url)
     with Session(engine) as session:
         generate_bureau(session=session, members=members, branches=branches, now=to_utc(NOW))
         session.commit()

@@ -31,26 +31,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from sqlalchemy import text  # noqa: E402
 
-from bot.db import make_engine, upgrade  # noqa: E402
+from tests.fakes.database import fresh_database  # noqa: E402
 from tests.test_faults import RATES, Outcome, Plan, run_scenario  # noqa: E402
-
-
-def fresh_database(url: str) -> None:
-    engine = make_engine(url)
-    if url.startswith("postgresql"):
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
-    engine.dispose()
 
 
 def run(plan: Plan, url: str | None, workdir: Path) -> Outcome:
     workdir.mkdir(parents=True)
     db = url or f"sqlite:///{workdir / 'bench.db'}"
-    fresh_database(db)
+    fresh_database(db).dispose()
     return run_scenario(plan, db, workdir)
 
 

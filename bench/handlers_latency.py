@@ -16,34 +16,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, text
-from sqlmodel import Session, col
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 
-from bot.clock import SHANGHAI, FixedClock
-from bot.config import Settings
-from bot.db import make_engine, upgrade
-from bot.demo import generate_bureau
-from bot.models import Feedback, Meeting, Member, Notice, Org
-from bot.router import Inbound, Router
-from bot.store import create_tasks, schedule_meeting
+from sqlalchemy import select, text  # noqa: E402
+from sqlmodel import Session, col  # noqa: E402
+
+from bot.clock import SHANGHAI, FixedClock  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.db import make_engine  # noqa: E402
+from bot.demo import generate_bureau  # noqa: E402
+from bot.models import Feedback, Meeting, Member, Notice, Org  # noqa: E402
+from bot.router import Inbound, Router  # noqa: E402
+from bot.store import create_tasks, schedule_meeting  # noqa: E402
+from tests.fakes.database import fresh_database  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 10, 7, tzinfo=SHANGHAI)
 TARGET_MS = 20.0
 
 
 def build(url: str, members: int, branches: int) -> None:
-    engine = make_engine(url)
-    if url.startswith("postgresql"):
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    engine = fresh_database(url)
     with Session(engine) as session:
         t = time.perf_counter()
         counts = generate_bureau(

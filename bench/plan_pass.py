@@ -36,17 +36,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import func, select, text, update
-from sqlmodel import Session, col
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 
-from bot.clock import SHANGHAI
-from bot.config import Settings
-from bot.db import make_engine, session_scope, upgrade
-from bot.demo import generate_bureau
-from bot.models import Member, OutboxMessage
-from bot.outbox import PENDING, SENT
-from schedules.data import load_plan_data
-from schedules.runner import calendar_for, collect, run_pass
+from sqlalchemy import func, select, text, update  # noqa: E402
+from sqlmodel import Session, col  # noqa: E402
+
+from bot.clock import SHANGHAI  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.db import make_engine, session_scope  # noqa: E402
+from bot.demo import generate_bureau  # noqa: E402
+from bot.models import Member, OutboxMessage  # noqa: E402
+from bot.outbox import PENDING, SENT  # noqa: E402
+from schedules.data import load_plan_data  # noqa: E402
+from schedules.runner import calendar_for, collect, run_pass  # noqa: E402
+from tests.fakes.database import fresh_database  # noqa: E402
 
 HEAVY = datetime(2026, 11, 13, 9, 30, tzinfo=SHANGHAI)
 MONDAY = datetime(2026, 11, 16, 9, 30, tzinfo=SHANGHAI)
@@ -70,12 +75,7 @@ def main() -> None:
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-        engine = make_engine(url)
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE"))
-                conn.execute(text("CREATE SCHEMA public"))
-        upgrade(engine)
+        engine = fresh_database(url)
         settings = Settings()
         settings.database.url = url
         gen, _, counts = timed(lambda: _generate(engine, args.members, args.branches))

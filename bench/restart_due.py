@@ -69,19 +69,13 @@ class Databases:
     (the backup API), or the PostgreSQL database emptied and built again."""
 
     def __init__(self, tmp: Path, url: str | None) -> None:
-        from sqlalchemy import text
         from sqlmodel import Session
 
-        from bot.db import make_engine, upgrade
+        from tests.fakes.database import fresh_database
 
         self.tmp, self.pg, self.n = tmp, url, 0
         self.template = tmp / "template.db"
-        engine = make_engine(url or f"sqlite:///{self.template}")
-        if url:
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE"))
-                conn.execute(text("CREATE SCHEMA public"))
-        upgrade(engine)
+        engine = fresh_database(url or f"sqlite:///{self.template}")
         if not url:
             with Session(engine, expire_on_commit=False) as session:
                 build_bureau(session)

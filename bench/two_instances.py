@@ -130,21 +130,17 @@ class Plan:
 def build_bureau(url: str, members: int, days: int, seed: int, *, reset: bool = True) -> list[str]:
     """A generated bureau, a year of history and a week of agenda, in a fresh schema (or,
     ``reset=False``, in the empty one there is); returns the active members' userids."""
-    from sqlalchemy import select, text
+    from sqlalchemy import select
     from sqlmodel import Session, col
 
     from bot.config import Settings
-    from bot.db import make_engine, upgrade
+    from bot.db import make_engine
     from bot.demo import generate_bureau
     from bot.models import Member
     from schedules.runner import calendar_for
+    from tests.fakes.database import fresh_database
 
-    engine = make_engine(url)
-    if reset:
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        upgrade(engine)
+    engine = fresh_database(url) if reset else make_engine(url)
     with Session(engine) as session:
         generate_bureau(
             session=session,

@@ -16,8 +16,9 @@ from sqlmodel import Session, SQLModel
 
 from bot.clock import SHANGHAI, FixedClock
 from bot.config import Settings, load_settings
-from bot.db import make_engine, upgrade
+from bot.db import make_engine
 from bot.runtime import Runtime
+from tests.fakes.database import fresh_database
 
 PG_URL = os.environ.get("MOFAN_TEST_DATABASE_URL")
 
@@ -26,18 +27,11 @@ PG_URL = os.environ.get("MOFAN_TEST_DATABASE_URL")
 def _template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | Path]:
     """Migrate once per run: a SQLite file to copy, or the PostgreSQL database itself."""
     if PG_URL:
-        engine = make_engine(PG_URL)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        upgrade(engine)
-        engine.dispose()
+        fresh_database(PG_URL).dispose()
         yield PG_URL
         return
     path = tmp_path_factory.mktemp("template") / "template.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
+    fresh_database(f"sqlite:///{path}").dispose()
     yield path
 
 
