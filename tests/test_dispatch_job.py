@@ -4,28 +4,18 @@ one batch per tick (found by bench/faults.py: 5,000 members took 25 s at 1,000 a
 from __future__ import annotations
 
 import asyncio
-import io
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from bot.channels.console import ConsoleChannel
 from bot.leader import make_leader
 from bot.models import OutboxMessage
 from bot.outbox import SENT, Outgoing, enqueue, text_body
-from bot.runtime import Runtime
 from bot.scheduler import dispatch_job
 
 
-def test_one_tick_sends_every_full_batch_waiting(engine, settings, clock):
-    settings.outbox.batch_size = 3
-    console = ConsoleChannel(out=io.StringIO())
-    runtime = Runtime(
-        settings=settings,
-        clock=clock,
-        engine_override=engine,
-        channels_override={"console": console, "wecom": console, "robot": console},
-    )
+def test_one_tick_sends_every_full_batch_waiting(engine, settings, clock, runtime):
+    settings.outbox.batch_size = 3  # the runtime's dispatcher reads these same settings
     with Session(engine) as s:
         enqueue(
             s,
