@@ -1,8 +1,9 @@
 """An executor that runs handlers on one thread, and adds threads only while that one is stuck.
 
-Handlers are CPU and database bound: under load several threads only fight over the GIL (each
-hand-over costs more than the work it moves), so one thread answers more messages per second
-than four. But one slow handler (an export, a lock held by another process) must not hold up
+Handlers are CPU and database bound: under load several threads only fight over the GIL. In
+one profiled run of bench/callback_throughput.py (2-core machine, others working on it), four
+pool threads cost 3.4 ms of CPU per message and one thread 2.1 ms; later runs on that machine
+were too noisy to repeat the comparison cleanly. But one slow handler (an export, a lock held by another process) must not hold up
 everyone behind it: when every running thread has been on its current job for longer than
 ``stuck_after``, :meth:`Lanes.relieve` starts one more, up to ``max_threads``. Extra threads
 leave as soon as the others are no longer stuck (or after ``idle_seconds`` without work), so
