@@ -197,11 +197,14 @@ def _wait(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 def _unconfirmed_notice(engine, who: list[Member]) -> set[str]:  # type: ignore[no-untyped-def]
-    """A notice sent 25 hours ago that ``who`` have not confirmed: their nudges are due now."""
+    """A notice sent a little over 24 hours ago that ``who`` have not confirmed: their nudges
+    are due now. Due earlier today, whatever the hour: a nudge that fell due yesterday is not
+    today's (so "25 hours ago" fails between midnight and one in the morning)."""
+    now = SystemClock().now()
+    since_midnight = now - local(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    overdue = min(timedelta(hours=1), since_midnight / 2)
     with Session(engine) as s:
-        n = Notice(
-            text="请确认收到", scope="全体", created_at=SystemClock().now() - timedelta(hours=25)
-        )
+        n = Notice(text="请确认收到", scope="全体", created_at=now - timedelta(hours=24) - overdue)
         s.add(n)
         s.flush()
         for p in who:
