@@ -5,13 +5,24 @@ then the decrypted receive id — and only then is anything read or written. A r
 writes nothing: 403 for a bad signature or someone else's corp id, 400 for everything
 malformed or too large.
 
-Handlers run off the event loop (they use the database synchronously) in :class:`~bot.lanes.Lanes`:
+Quick commands (``Command.quick``: 签到, 收到, 学习, 帮助 … — a few rows of one person's)
+run on the event loop itself, on a connection of its own that waits at most
+``QUICK_LOCK_WAIT_MS`` for a lock: handing a 1 ms job to a thread costs about as much again
+in switching. When that connection meets a lock held longer (a planning pass, another
+process), the transaction is rolled back untouched and the message goes to the handler
+threads, which wait for the lock without stalling anyone.
+
+Every other handler runs off the event loop (it may take a while) in :class:`~bot.lanes.Lanes`:
 one thread while handlers are quick, more only while one is stuck on a slow job; each thread
 has its own event loop for the router's coroutine. The request waits at most the reply budget
 (``wecom.reply_budget_seconds``, default 3 s, well inside WeCom's 5 s): a handler done by
 then answers in the encrypted passive reply; one that is not answers an empty 200 at once,
 and when it finishes its reply goes out through the outbox (``message/send``). A lock decides
 which of the two happens, so a reply is never given both ways.
+
+Each message is handled exactly once (bot.inbound): its record and reply are written in the
+handler's own transaction, a retry is answered from the record, and a retry that arrives
+while the first is still running here is answered empty.
 
 Replies longer than a passive reply can carry (2048 bytes) are cut at line ends: the first
 part is the passive reply, the rest go through the outbox right after. On a card button
@@ -31,13 +42,14 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
 from bot import messages
@@ -54,12 +66,12 @@ from bot.channels.wecom.protocol import (
     update_button_xml,
 )
 from bot.clock import SystemClock
-from bot.inbound import StoredReply, claim, prune, store_reply
+from bot.inbound import AlreadyHandled, Once, StoredReply, prune
 from bot.lanes import Lanes
 from bot.metrics import CALLBACK_INFLIGHT, CALLBACKS, HANDLER_SECONDS
 from bot.models import Member
 from bot.outbox import Outgoing, text_body
-from bot.router import Inbound, Reply
+from bot.router import Busy, Inbound, Reply
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -127,10 +139,16 @@ class CallbackService:
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._loops_lock = threading.Lock()
         self._pruned_at = 0.0
+        self._in_flight: set[str] = set()
+        """Dedupe keys being handled in this process (added on the event loop only)."""
+        self._inline_active = False
+        self._loop_conn: Connection | None = None
+        """The event loop's own connection for quick handlers (see _inline)."""
         weakref.finalize(self, _close_loops, self.lanes, self._loops)
 
     def close(self) -> None:
         _close_loops(self.lanes, self._loops)
+        self._drop_loop_connection()
 
     # --- HTTP -----------------------------------------------------------------------------
 
@@ -178,7 +196,7 @@ class CallbackService:
             return _reject("malformed", 400)
         skew = _skew_seconds(ts)
         if skew is None or abs(skew) > MAX_SKEW_SECONDS:
-            # Signed, but not sent now: a replay of a captured request (its claim may have been
+            # Signed, but not sent now: a replay of a captured request (its record may have been
             # pruned), or a clock far off on one side. Either way nothing is run or written.
             log.warning(
                 "callback rejected: timestamp %r is %s from this server's clock",
@@ -192,13 +210,58 @@ class CallbackService:
         except Exception:
             log.exception("callback failed for %s", msg.from_user)
             CALLBACKS.labels(outcome="error").inc()
-            return Response("", status_code=500)  # WeCom retries; the claim was released
+            return Response("", status_code=500)  # WeCom retries; nothing was committed
         finally:
             CALLBACK_INFLIGHT.dec()
         CALLBACKS.labels(outcome=answer.outcome).inc()
         return self._render(answer, msg, nonce)
 
     async def _answer(self, msg: CallbackMessage) -> Answer:
+        self._maybe_prune()
+        routed = msg.msg_type == "text" or (msg.msg_type == "event" and msg.event in ROUTED_EVENTS)
+        if not routed:
+            return await asyncio.wrap_future(
+                self.lanes.submit(contextvars.copy_context().run, self._other, msg)
+            )
+        if len(msg.from_user) > USERID_MAX:
+            # No member has such a userid, and PostgreSQL refuses it in the record (a 500).
+            return Answer(text=messages.NOT_ON_ROSTER, outcome="stranger")
+        key = msg.dedupe_key
+        if key in self._in_flight:
+            # WeCom's retry of a message still being handled here: one answer per message.
+            return Answer(outcome="duplicate")
+        self._in_flight.add(key)
+        handed_over = False
+        try:
+            if not self._inline_active and self.runtime.router.is_quick(_route_text(msg)):
+                try:
+                    return await self._inline(msg)
+                except Busy:
+                    pass  # another writer holds a lock: a handler thread waits for it instead
+            handed_over = True
+            return await self._threaded(msg)
+        finally:
+            if not handed_over:
+                self._in_flight.discard(key)
+
+    async def _inline(self, msg: CallbackMessage) -> Answer:
+        """A quick command, run on the event loop itself on its own connection (handing a
+        3 ms job to a thread costs about as much again in switching). That connection waits
+        only briefly for locks; a lock held longer raises Busy, with nothing written."""
+        self._inline_active = True
+        try:
+            conn = self._loop_connection()
+            return await self._handle(msg, bind=conn, late=lambda: False)
+        except DBAPIError as exc:
+            # The connection may be broken (a database restart): drop it, and let a handler
+            # thread try with a pooled one.
+            log.warning("quick handling failed (%s); handing over to a thread", exc.orig)
+            self._drop_loop_connection(broken=True)
+            raise Busy(str(exc.orig)) from exc
+        finally:
+            self._inline_active = False
+
+    async def _threaded(self, msg: CallbackMessage) -> Answer:
         deadline = _Deadline()
         # copy_context: the request id (a contextvar) follows the work into the thread.
         future = asyncio.wrap_future(
@@ -254,7 +317,7 @@ class CallbackService:
 
     # --- handler threads ------------------------------------------------------------------
 
-    def _run(self, coro: Coroutine[Any, Any, Reply]) -> Reply:
+    def _run(self, coro: Coroutine[Any, Any, Answer]) -> Answer:
         loop = getattr(self._local, "loop", None)
         if loop is None:
             loop = asyncio.new_event_loop()
@@ -264,9 +327,20 @@ class CallbackService:
         return loop.run_until_complete(coro)
 
     def _work(self, msg: CallbackMessage, deadline: _Deadline) -> Answer:
-        self._maybe_prune()
-        if msg.msg_type == "text" or (msg.msg_type == "event" and msg.event in ROUTED_EVENTS):
-            return self._route(msg, deadline)
+        def late() -> bool:
+            # Decided once, as the reply is sealed: the request answers empty from then on
+            # only if it had already given up waiting.
+            with deadline.lock:
+                deadline.committing = not deadline.passed
+                return deadline.passed
+
+        try:
+            return self._run(self._handle(msg, bind=None, late=late))
+        finally:
+            self._in_flight.discard(msg.dedupe_key)
+
+    def _other(self, msg: CallbackMessage) -> Answer:
+        """Events other than clicks, and messages that are not text: nothing is recorded."""
         if msg.msg_type == "event":
             if msg.event in WELCOME_EVENTS:
                 name = self._member_name(msg.from_user)
@@ -285,18 +359,12 @@ class CallbackService:
             ).first()
         return str(row[0]) if row else None
 
-    def _route(self, msg: CallbackMessage, deadline: _Deadline) -> Answer:
+    async def _handle(
+        self, msg: CallbackMessage, *, bind: Connection | None, late: Callable[[], bool]
+    ) -> Answer:
+        """The router runs the handler; its reply is sealed with the message's record in the
+        handler's own transaction (bot.inbound.Once)."""
         rt = self.runtime
-        key = msg.dedupe_key
-        if len(msg.from_user) > USERID_MAX:
-            # No member has such a userid, and PostgreSQL refuses it in the claim (a 500).
-            return Answer(text=messages.NOT_ON_ROSTER, outcome="stranger")
-        got = claim(rt.engine, key=key, userid=msg.from_user, now=rt.clock.now())
-        if got.state == "stranger":
-            return Answer(text=messages.NOT_ON_ROSTER, outcome="stranger")
-        if got.state == "duplicate":
-            return Answer.stored(got.reply, "duplicate")
-        assert got.row_id is not None
         is_event = msg.msg_type == "event"
         inbound = Inbound(
             userid=msg.from_user,
@@ -307,30 +375,47 @@ class CallbackService:
             task_id=msg.task_id,
             response_code=msg.response_code,
         )
+        now = rt.clock.now()
+        once = Once(
+            key=msg.dedupe_key,
+            userid=msg.from_user,
+            received_at=now,
+            settle=lambda reply: plan_reply(reply, msg, late=late(), now=rt.clock.now()),
+        )
         started = time.perf_counter()
         try:
-            reply = self._run(rt.router.handle(inbound))
-        except Exception:
-            _release(rt, key)  # let WeCom's retry run the handler again
-            raise
+            reply = await rt.router.handle(inbound, once=once, bind=bind, retry=bind is None)
+        except AlreadyHandled as done:
+            return Answer.stored(done.reply, "duplicate")
         HANDLER_SECONDS.observe(time.perf_counter() - started)
-        with deadline.lock:
-            late = deadline.passed
-            deadline.committing = not late
-        stored, outgoing = plan_reply(reply, msg, late=late, now=rt.clock.now())
-        store_reply(
-            rt.engine, row_id=got.row_id, reply=stored, outgoing=outgoing, now=rt.clock.now()
-        )
-        return Answer.stored(stored, "replied")
+        if not reply.known:
+            return Answer(text=reply.text, outcome="stranger")
+        return Answer.stored(once.stored, "replied")
+
+    def _loop_connection(self) -> Connection:
+        if self._loop_conn is None:
+            self._loop_conn = open_quick_connection(self.runtime.engine)
+        return self._loop_conn
+
+    def _drop_loop_connection(self, *, broken: bool = False) -> None:
+        conn, self._loop_conn = self._loop_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                if broken:
+                    conn.invalidate()
+                conn.close()
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
             return
         self._pruned_at = time.monotonic()
+        self.lanes.submit(self._prune)
+
+    def _prune(self) -> None:
         try:
             prune(self.runtime.engine, before=self.runtime.clock.now() - KEEP_CLAIMS)
         except Exception:  # housekeeping must never cost a reply
-            log.exception("could not prune old inbound claims")
+            log.exception("could not prune old inbound records")
 
 
 def plan_reply(
@@ -385,18 +470,32 @@ def _log_late_failure(future: asyncio.Future[Answer]) -> None:
         log.error("a deferred handler failed", exc_info=future.exception())
 
 
-def _release(rt: Runtime, key: str) -> None:
-    from sqlalchemy import delete
+def _route_text(msg: CallbackMessage) -> str:
+    """The text the router matches: a click's key, else the message."""
+    return (msg.event_key or "") if msg.msg_type == "event" else msg.content
 
-    from bot.models import InboundMessage
 
-    with contextlib.suppress(Exception), rt.engine.begin() as conn:
-        conn.execute(
-            delete(InboundMessage).where(
-                col(InboundMessage.dedupe_key) == key,
-                col(InboundMessage.reply).is_(None),
-            )
-        )
+QUICK_LOCK_WAIT_MS = 20
+"""How long the event loop's own connection waits for a lock before handing the message to
+a handler thread (which waits the database's full busy timeout)."""
+
+
+def open_quick_connection(engine: Engine) -> Connection:
+    """A connection for handlers run on the event loop: it gives up on a held lock after
+    QUICK_LOCK_WAIT_MS (SQLite's busy timeout, PostgreSQL's lock_timeout) instead of
+    stalling every request behind it."""
+    conn = engine.connect()
+    raw = conn.connection
+    cursor = raw.cursor()
+    try:
+        if engine.dialect.name == "sqlite":
+            cursor.execute(f"PRAGMA busy_timeout={QUICK_LOCK_WAIT_MS}")
+        elif engine.dialect.name == "postgresql":
+            cursor.execute(f"SET lock_timeout = {QUICK_LOCK_WAIT_MS}")
+            raw.commit()
+    finally:
+        cursor.close()
+    return conn
 
 
 def _close_loops(lanes: Lanes, loops: list[asyncio.AbstractEventLoop]) -> None:

@@ -1,35 +1,40 @@
-"""Inbound messages handled once: a durable claim per WeCom retry identity, and the reply kept.
+"""Inbound messages handled once: a durable record per WeCom retry identity, with the reply.
 
 WeCom retries a callback it got no answer to (same MsgId, or same FromUserName + CreateTime
-+ Event + EventKey for an event). The first request **claims** the key with one
-insert-or-ignore statement, so two workers (or a restarted one) never both run the handler;
-the reply is stored on the claimed row, and a retry gets that same reply back. A retry that
-arrives while the first is still running, or after the reply went out through the outbox,
-gets an empty answer: the member sees the reply once.
++ Event + EventKey for an event). The record of a handled message is written **in the
+handler's own transaction**, together with its reply and whatever the handler changed, by
+one insert-or-ignore at the end (:meth:`Once.seal`); :meth:`Once.check` looks for it before
+the handler runs. So a message's effects are committed exactly once: a retry after the first
+committed finds the record and gets the same reply back without running anything; two copies
+running at once (two workers) collide on the record's unique key, and the loser's whole
+transaction is rolled back and answered like a retry. A retry that arrives while the first
+is still running in the same process is answered empty by the callback (which keeps the keys
+in flight), and after the reply went out through the outbox a retry is answered empty too:
+the member sees the reply once.
 
-Nothing is written for someone who is not an active roster member: the claim's insert only
-happens when the sender is one.
+A handler that failed leaves nothing of its work; its apology is the stored reply. Nothing
+at all is written for someone who is not an active roster member.
 
-A claim whose handler died before storing a reply stays unanswered (the retry gets the empty
-answer); the handler's own transaction either committed or did not, so nothing is doubled.
+The statements are compiled once and run on the transaction's own DB-API connection
+(bot.prepared): the callback runs them for every message.
 """
 
 from __future__ import annotations
 
 import json
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import Engine, bindparam, delete, exists, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
-from bot.models import InboundMessage, Member, OutboxMessage, UTCDateTime
+from bot.models import InboundMessage, OutboxMessage, UTCDateTime
 from bot.outbox import PENDING, Outgoing
+from bot.prepared import run
 
 Mode = Literal["passive", "outbox"]
 REPLY_COLUMN_CHARS = 4000
@@ -61,146 +66,36 @@ class StoredReply:
         )
 
 
-@dataclass(frozen=True)
-class Claim:
-    """``claimed`` (run the handler; ``row_id`` is ours), ``duplicate`` (a retry; ``reply``
-    is what the first answered, None while it is still running) or ``stranger``."""
+class AlreadyHandled(Exception):  # noqa: N818 (an outcome, not an error)
+    """The message was handled before; ``reply`` is what it got (None: nothing to repeat)."""
 
-    state: Literal["claimed", "duplicate", "stranger"]
-    row_id: int | None = None
-    reply: StoredReply | None = None
+    def __init__(self, reply: StoredReply | None) -> None:
+        super().__init__("already handled")
+        self.reply = reply
 
 
-@lru_cache(maxsize=4)
-def _claim_statement(dialect: str) -> Any:
-    # Built once per dialect: the callback path runs this for every message.
+def _check_statement(dialect: str) -> Any:
+    return select(col(InboundMessage.reply)).where(
+        col(InboundMessage.dedupe_key) == bindparam("key")
+    )
+
+
+def _seal_statement(dialect: str) -> Any:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    is_member = exists().where(col(Member.userid) == bindparam("member_userid"), col(Member.active))
-    source: Any = select(
-        bindparam("key"), bindparam("userid"), bindparam("now", type_=UTCDateTime())
-    ).where(is_member)
+    values = {
+        "dedupe_key": bindparam("key"),
+        "userid": bindparam("userid"),
+        "received_at": bindparam("now", type_=UTCDateTime()),
+        "reply": bindparam("reply"),
+    }
     return (
         insert(InboundMessage)
-        .from_select(["dedupe_key", "userid", "received_at"], source)
+        .values(values)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(col(InboundMessage.id))
     )
 
 
-_STORED = select(col(InboundMessage.reply)).where(
-    col(InboundMessage.dedupe_key) == bindparam("key")
-)
-_STORE = (
-    update(InboundMessage)
-    .where(col(InboundMessage.id) == bindparam("row_id"))
-    .values(reply=bindparam("reply"))
-)
-
-
-class _Prepared:
-    """A Core statement compiled once for one dialect, run on the raw DB-API connection.
-
-    The callback runs two statements per message. Through a SQLAlchemy ``Connection`` each
-    costs 0.2–0.3 ms of Python; on the raw connection about 0.03 ms. The SQL is still
-    SQLAlchemy's, and parameters pass through the same type processors it would apply (UTC
-    datetimes, JSON), so rows read back through the ORM are identical.
-    """
-
-    def __init__(self, stmt: Any, dialect: Any) -> None:
-        compiled = stmt.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        self.order: list[str] | None = list(compiled.positiontup) if compiled.positiontup else None
-        self.fixed = {n: b.value for n, b in compiled.binds.items() if b.value is not None}
-        self.processors = {}
-        for name, bind in compiled.binds.items():
-            proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if proc is not None:
-                self.processors[name] = proc
-
-    def params(self, values: dict[str, Any]) -> Any:
-        merged = {**self.fixed, **values}
-        for name, proc in self.processors.items():
-            merged[name] = proc(merged[name])
-        return tuple(merged[n] for n in self.order) if self.order is not None else merged
-
-
-@lru_cache(maxsize=16)
-def _prepared(name: str, dialect_name: str, dialect: Any) -> _Prepared:
-    statements = {
-        "claim": lambda: _claim_statement(dialect_name),
-        "stored": lambda: _STORED,
-        "store": lambda: _STORE,
-        "outbox": lambda: _outbox_insert(dialect_name),
-    }
-    return _Prepared(statements[name](), dialect)
-
-
-def _run(
-    engine: Engine, steps: list[tuple[str, list[dict[str, Any]]]], *, fetch: bool = False
-) -> Any:
-    """Run ``steps`` (statement name, parameter sets) in one transaction; the first row of the
-    first step's result if ``fetch``."""
-    dialect = engine.dialect
-    if dialect.name == "sqlite":
-        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
-        # SQLite's busy handler (1, 2, 5 … ms). The callback's threads queue here instead and
-        # wake the moment the lock is free; other processes still meet the busy timeout.
-        with _SQLITE_WRITES:
-            return _run_raw(engine, steps, fetch=fetch)
-    return _run_raw(engine, steps, fetch=fetch)
-
-
-_SQLITE_WRITES = threading.Lock()
-
-
-def _run_raw(engine: Engine, steps: list[tuple[str, list[dict[str, Any]]]], *, fetch: bool) -> Any:
-    dialect = engine.dialect
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        sqlite = dialect.name == "sqlite"
-        if sqlite and len(steps) > 1:
-            cursor.execute("BEGIN")  # the engine's connections are in autocommit mode
-        row = None
-        try:
-            for i, (name, param_sets) in enumerate(steps):
-                prepared = _prepared(name, dialect.name, dialect)
-                if len(param_sets) == 1:
-                    cursor.execute(prepared.sql, prepared.params(param_sets[0]))
-                    if fetch and i == 0:
-                        row = cursor.fetchone()
-                else:
-                    cursor.executemany(prepared.sql, [prepared.params(p) for p in param_sets])
-            if sqlite and len(steps) > 1:
-                cursor.execute("COMMIT")
-            else:
-                raw.commit()
-        except BaseException:
-            if sqlite and len(steps) > 1:
-                cursor.execute("ROLLBACK")
-            raw.rollback()
-            raise
-        finally:
-            cursor.close()
-        return row
-    finally:
-        raw.close()
-
-
-def claim(engine: Engine, *, key: str, userid: str, now: datetime) -> Claim:
-    """Claim ``key`` for ``userid`` if they are an active member and nobody claimed it."""
-    params = {"key": key, "userid": userid, "member_userid": userid, "now": now}
-    row = _run(engine, [("claim", [params])], fetch=True)
-    if row is not None:
-        return Claim("claimed", row_id=int(row[0]))
-    stored = _run(engine, [("stored", [{"key": key}])], fetch=True)
-    if stored is None:
-        return Claim("stranger")
-    raw = stored[0]
-    return Claim("duplicate", reply=StoredReply.load(raw) if raw else None)
-
-
-@lru_cache(maxsize=4)
 def _outbox_insert(dialect: str) -> Any:
     # The row bot.outbox.enqueue writes, as one prebuilt insert-or-ignore: enqueue compiles a
     # multi-row INSERT on every call (about 2 ms), which the callback path cannot spend.
@@ -215,28 +110,53 @@ def _outbox_insert(dialect: str) -> Any:
     return insert(OutboxMessage).values(values).on_conflict_do_nothing(index_elements=["key"])
 
 
-def store_reply(
-    engine: Engine, *, row_id: int, reply: StoredReply, outgoing: list[Outgoing], now: datetime
-) -> None:
-    """Keep the answer on the claimed row and queue what goes by the API, in one transaction."""
-    steps: list[tuple[str, list[dict[str, Any]]]] = [
-        ("store", [{"row_id": row_id, "reply": reply.dump()}])
-    ]
-    if outgoing:
-        rows = [
-            {
-                "key": o.key,
-                "rule": o.rule,
-                "channel": o.channel,
-                "recipient": o.recipient,
-                "body": o.body,
-                "due_at": o.due_at,
-                "created_at": now,
-            }
-            for o in outgoing
-        ]
-        steps.append(("outbox", rows))
-    _run(engine, steps)
+Settle = Callable[[Any], tuple[StoredReply, list[Outgoing]]]
+"""From the handler's reply (bot.router.Reply): what to keep, and what goes by the outbox."""
+
+
+@dataclass
+class Once:
+    """One inbound message's exactly-once record (the router's ``once``)."""
+
+    key: str
+    userid: str
+    received_at: datetime
+    settle: Settle
+    stored: StoredReply | None = None
+    """What was kept, once sealed."""
+
+    def check(self, conn: Connection) -> None:
+        row = run(conn, _check_statement, [{"key": self.key}])
+        if row is not None:
+            raise AlreadyHandled(StoredReply.load(row[0]) if row[0] else None)
+
+    def seal(self, conn: Connection, reply: Any) -> None:
+        stored, outgoing = self.settle(reply)
+        params = {
+            "key": self.key,
+            "userid": self.userid,
+            "now": self.received_at,
+            "reply": stored.dump(),
+        }
+        if run(conn, _seal_statement, [params]) is None:
+            # Another copy committed first (it held us at the unique key until it did).
+            row = run(conn, _check_statement, [{"key": self.key}])
+            raise AlreadyHandled(StoredReply.load(row[0]) if row and row[0] else None)
+        if outgoing:
+            rows = [
+                {
+                    "key": o.key,
+                    "rule": o.rule,
+                    "channel": o.channel,
+                    "recipient": o.recipient,
+                    "body": o.body,
+                    "due_at": o.due_at,
+                    "created_at": self.received_at,
+                }
+                for o in outgoing
+            ]
+            run(conn, _outbox_insert, rows)
+        self.stored = stored
 
 
 def prune(engine: Engine, *, before: datetime) -> int:

@@ -17,18 +17,21 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy import text as sql
 from sqlmodel import Session, col
 
 from bot import messages
 from bot.clock import Clock
 from bot.config import Settings
+from bot.inbound import AlreadyHandled
 from bot.models import Member, Org
 from bot.outbox import Outgoing, enqueue, text_body
+from bot.prepared import columns_of, load
 from bot.roles import ROLE_LABELS, Role, roles_of
 from bot.text import normalize
 
@@ -75,15 +78,31 @@ class Command:
     handle: Handle
     exact: bool = False
     """Match only the keyword alone (收到 vs 收到通知…)."""
+    quick: bool = False
+    """Bounded work on one person's or one item's rows (a few ms): the callback may run it on
+    its event loop instead of handing it to a handler thread (see bot.callback)."""
 
     def match(self, text: str) -> str | None:
         """The keyword that ``text`` starts with, or None. Longest keyword wins."""
-        for kw in sorted(self.keywords, key=len, reverse=True):
-            if text == kw:
-                return kw
-            if not self.exact and text.startswith(kw):
+        if self.exact:
+            return text if text in self.keywords else None
+        if not text.startswith(_initials(self.keywords)):
+            return None
+        for kw in _longest_first(self.keywords):
+            if text.startswith(kw):
                 return kw
         return None
+
+
+@cache
+def _longest_first(keywords: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(keywords, key=len, reverse=True))
+
+
+@cache
+def _initials(keywords: tuple[str, ...]) -> tuple[str, ...]:
+    """First characters of the keywords: most texts are ruled out by one ``startswith``."""
+    return tuple({kw[:1] for kw in keywords})
 
 
 @dataclass
@@ -141,6 +160,23 @@ class Context:
 class Reply:
     text: str
     extras: dict[str, Any] = field(default_factory=dict)
+    known: bool = True
+    """False when the sender is not an active roster member (nothing was run or written)."""
+
+
+class Once(Protocol):
+    """Exactly-once for one inbound message, inside the handler's own transaction (the
+    callback's dedupe, bot.inbound.Once). ``check`` runs before the handler and ``seal``
+    after it, before the commit; either raises :class:`bot.inbound.AlreadyHandled` when the
+    message was handled before, and the router then rolls everything back."""
+
+    def check(self, conn: Connection) -> None: ...
+
+    def seal(self, conn: Connection, reply: Reply) -> None: ...
+
+
+class Busy(Exception):
+    """A run with ``retry=False`` met a lock held by another writer; nothing was written."""
 
 
 def commands(modules: Sequence[ModuleType] | None = None) -> list[Command]:
@@ -166,6 +202,12 @@ def find_command(
     return None, None, forbidden
 
 
+def is_quick(text: str, table: Sequence[Command]) -> bool:
+    """Whether every command ``text`` could reach (for any role) is quick; text that reaches
+    none gets the help text, which is quick too."""
+    return all(cmd.quick for cmd in table if cmd.match(text) is not None)
+
+
 def who_may(cmd: Command) -> str:
     return "、".join(ROLE_LABELS[r] for r in Role if r in cmd.roles)
 
@@ -179,18 +221,23 @@ def usage_for(roles: frozenset[Role], table: Sequence[Command] | None = None) ->
     return seen
 
 
-_SENDER = (
-    select(Member, Org)
-    .join(Org, col(Org.id) == col(Member.branch_id))
-    .where(col(Member.userid) == bindparam("userid"))
-)
-"""Built once: constructing the statement cost more than running it."""
+def _sender_statement(dialect: str) -> Any:
+    return (
+        select(*columns_of(Member, Org))
+        .join(Org, col(Org.id) == col(Member.branch_id))
+        .where(col(Member.userid) == bindparam("userid"))
+    )
 
 
-def find_sender(session: Session, userid: str) -> tuple[Member, Org] | None:
-    """The member and their branch in one query (this runs for every message)."""
-    row = session.execute(_SENDER, {"userid": userid}).first()
-    return None if row is None else (row[0], row[1])
+def find_sender(
+    session: Session, userid: str, conn: Connection | None = None
+) -> tuple[Member, Org] | None:
+    """The member and their branch in one query, as rows of the session (this runs for every
+    message: the prepared statement costs a fifth of the ORM select's Python). ``conn``: the
+    session's connection, if the caller has it."""
+    conn = conn or session.connection()
+    found = load(session, conn, _sender_statement, (Member, Org), {"userid": userid})
+    return None if found is None else (found[0], found[1])
 
 
 ATTEMPTS = 5
@@ -214,6 +261,8 @@ def lost_race(exc: BaseException) -> bool:
         return False
     if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01"):
         return True
+    if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_timeout (the callback's own)
+        return True
     text = str(exc.orig).lower()
     return "database is locked" in text or "database is busy" in text
 
@@ -234,28 +283,63 @@ class Router:
         self.settings = settings
         self.table = list(table) if table is not None else commands()
 
-    async def handle(self, msg: Inbound) -> Reply:
+    def is_quick(self, text: str) -> bool:
+        return is_quick(normalize(text), self.table)
+
+    async def handle(
+        self,
+        msg: Inbound,
+        *,
+        once: Once | None = None,
+        bind: Connection | None = None,
+        retry: bool = True,
+    ) -> Reply:
+        """Run ``msg``'s handler in one transaction (on ``bind`` if given, else a pooled
+        connection), with ``once``'s check and seal in it. With ``retry=False`` a lost write
+        race raises :class:`Busy` instead of running again."""
         # A transaction that lost a write race (two taps at once) is run again from the start:
         # it rolled back whole, outbox rows included, so a second run is as if it came later.
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return await self._handle_once(msg, retry=attempt > 1, last=attempt == ATTEMPTS)
-            except _LostRace:
+                return await self._handle_once(
+                    msg,
+                    once=once,
+                    bind=bind,
+                    rerun=attempt > 1,
+                    races=not retry or attempt < ATTEMPTS,
+                )
+            except _LostRace as exc:
+                if not retry:
+                    raise Busy(str(exc.__cause__)) from exc
                 # The winner still holds the write lock for a moment: back off, with jitter
                 # so that two losers do not collide again.
                 await asyncio.sleep(RETRY_DELAY * attempt * (1 + random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _handle_once(self, msg: Inbound, *, retry: bool, last: bool) -> Reply:
-        with Session(self.engine, expire_on_commit=False) as session:
-            if retry and self.engine.dialect.name == "sqlite":
-                # Take the write lock before reading (a write that matches no row still takes
-                # it, and waits busy_timeout for it): this run's snapshot cannot go stale.
-                session.execute(sql("UPDATE appstate SET name = name WHERE 0"))
-            found = find_sender(session, msg.userid)
+    async def _handle_once(
+        self, msg: Inbound, *, once: Once | None, bind: Connection | None, rerun: bool, races: bool
+    ) -> Reply:
+        """One run. ``rerun``: an earlier run lost a race; ``races``: raise _LostRace for a
+        lost race (else it is an error like any other)."""
+        with Session(bind or self.engine, expire_on_commit=False) as session:
+            try:
+                if rerun and self.engine.dialect.name == "sqlite":
+                    # Take the write lock before reading (a write that matches no row still
+                    # takes it, and waits busy_timeout for it): this run's snapshot cannot go
+                    # stale.
+                    session.execute(sql("UPDATE appstate SET name = name WHERE 0"))
+                conn = session.connection()
+                found = find_sender(session, msg.userid, conn)
+                if found is not None and found[0].active and once is not None:
+                    once.check(conn)
+            except Exception as exc:
+                session.rollback()
+                if races and lost_race(exc):
+                    raise _LostRace from exc
+                raise
             if found is None or not found[0].active:
                 # Nothing is recorded for strangers: one polite refusal.
-                return Reply(messages.NOT_ON_ROSTER)
+                return Reply(messages.NOT_ON_ROSTER, known=False)
             member, branch = found
             ctx = Context(
                 session=session,
@@ -270,14 +354,25 @@ class Router:
             text = msg.event_key or msg.normalized
             try:
                 await self._dispatch(text, msg, ctx)
+                reply = Reply("\n".join(ctx.replies), dict(ctx.extras))
+                if once is not None:
+                    session.flush()
+                    once.seal(conn, reply)
                 session.commit()
+                return reply
             except Exception as exc:
                 session.rollback()
-                if not last and lost_race(exc):
+                if isinstance(exc, AlreadyHandled):
+                    raise
+                if races and lost_race(exc):
                     raise _LostRace from exc
                 log.exception("handler failed for %s", msg.userid)
-                return Reply(messages.INTERNAL_ERROR)
-            return Reply("\n".join(ctx.replies), dict(ctx.extras))
+            # The handler's work is rolled back; the apology is the message's answer.
+            reply = Reply(messages.INTERNAL_ERROR)
+            if once is not None:
+                once.seal(session.connection(), reply)
+                session.commit()
+            return reply
 
     async def _dispatch(self, text: str, msg: Inbound, ctx: Context) -> None:
         if not text:

@@ -175,6 +175,7 @@ def _tell_secretaries(ctx: Context, meeting: Meeting, reason: str) -> str:
 COMMANDS = (
     Command(
         name="checkin",
+        quick=True,
         keywords=("签到",),
         roles=EVERYONE,
         usage=msg.CHECKIN_USAGE,
@@ -182,6 +183,7 @@ COMMANDS = (
     ),
     Command(
         name="leave",
+        quick=True,
         keywords=("请假",),
         roles=EVERYONE,
         usage=msg.LEAVE_USAGE,

@@ -88,6 +88,7 @@ COMMANDS = (
     # Two entries for one keyword: the help shows secretaries how to record for others.
     Command(
         name="dues_for_member",
+        quick=True,
         keywords=("已交党费",),
         roles=SECRETARIES,
         usage=msg.DUES_USAGE_SECRETARY,
@@ -95,6 +96,7 @@ COMMANDS = (
     ),
     Command(
         name="dues",
+        quick=True,
         keywords=("已交党费",),
         roles=EVERYONE,
         usage=msg.DUES_USAGE,

@@ -93,20 +93,34 @@ async def handle_ack(req: Request, ctx: Context) -> None:
 COMMANDS = (
     Command(
         name="feedback",
+        quick=True,
         keywords=("意见",),
         roles=EVERYONE,
         usage=msg.FEEDBACK_USAGE,
         handle=handle_feedback,
     ),
     Command(
-        name="deed", keywords=("办实事",), roles=EVERYONE, usage=msg.DEED_USAGE, handle=handle_deed
+        name="deed",
+        quick=True,
+        keywords=("办实事",),
+        roles=EVERYONE,
+        usage=msg.DEED_USAGE,
+        handle=handle_deed,
     ),
     Command(
         name="report",
+        quick=True,
         keywords=("报告",),
         roles=SECRETARIES,
         usage=msg.REPORT_USAGE,
         handle=handle_report,
     ),
-    Command(name="ack", keywords=("已阅",), roles=OFFICE, usage=msg.ACK_USAGE, handle=handle_ack),
+    Command(
+        name="ack",
+        quick=True,
+        keywords=("已阅",),
+        roles=OFFICE,
+        usage=msg.ACK_USAGE,
+        handle=handle_ack,
+    ),
 )

@@ -57,6 +57,7 @@ async def handle(req: Request, ctx: Context) -> None:
 COMMANDS = (
     Command(
         name="help",
+        quick=True,
         keywords=("帮助", "help", "菜单", "?"),
         roles=EVERYONE,
         usage="帮助 [命令] —— 查看可用命令，或某个命令的说明",

@@ -235,6 +235,7 @@ async def handle_nudge(req: Request, ctx: Context) -> None:
 COMMANDS = (
     Command(
         name="confirm",
+        quick=True,
         keywords=("收到",),
         roles=EVERYONE,
         usage=msg.CONFIRM_USAGE,

@@ -270,6 +270,7 @@ COMMANDS = (
     ),
     Command(
         name="mine",
+        quick=True,
         keywords=("我的",),
         roles=EVERYONE,
         usage=msg.MINE_USAGE,

@@ -45,6 +45,7 @@ async def handle(req: Request, ctx: Context) -> None:
 COMMANDS = (
     Command(
         name="study",
+        quick=True,
         keywords=("学习", "打卡"),
         roles=EVERYONE,
         usage=msg.STUDY_USAGE,

@@ -19,7 +19,7 @@ from bot import messages
 from bot.app import create_app
 from bot.fake_wecom import DEFAULT_AES_KEY, DEFAULT_TOKEN, WeComPlayer
 from bot.inbound import StoredReply
-from bot.models import InboundMessage, Notice, NoticeReceipt, OutboxMessage
+from bot.models import AppState, InboundMessage, Notice, NoticeReceipt, OutboxMessage
 from bot.roles import EVERYONE
 from bot.router import Command, Context, Request, Router, commands
 from tests.factories import small_bureau
@@ -63,7 +63,46 @@ async def _slow_confirm(req: Request, ctx: Context) -> None:
     ctx.extras["card_update"] = {"replace_name": "已确认"}
 
 
+SLOW_DONE = threading.Event()
+
+
+async def _slow_until_done(req: Request, ctx: Context) -> None:
+    SLOW_DONE.clear()
+    time.sleep(float(req.args or "1.0"))
+    SLOW_DONE.set()
+    ctx.reply("导出好了")
+
+
+async def _breaks(req: Request, ctx: Context) -> None:
+    CALLS.append("breaks")
+    ctx.session.add(AppState(name="written-before-failing", value="x"))
+    ctx.session.flush()
+    raise RuntimeError("a handler bug")
+
+
+async def _raced(req: Request, ctx: Context) -> None:
+    """Another worker handles the same message and commits while this one runs."""
+    CALLS.append("raced")
+    if len(CALLS) == 1:
+        with Session(ctx.session.get_bind().engine) as other:
+            reply = StoredReply("passive", text="另一进程的回答").dump()
+            other.add(
+                InboundMessage(
+                    dedupe_key=req.inbound.msg_id and f"msg:{req.inbound.msg_id}",
+                    userid=ctx.sender.userid,
+                    received_at=ctx.now,
+                    reply=reply,
+                )
+            )
+            other.commit()
+    ctx.session.add(AppState(name="raced-write", value="x"))
+    ctx.reply("本进程的回答")
+
+
 TEST_COMMANDS = [
+    Command("slow_until_done", ("导出慢",), EVERYONE, "", _slow_until_done),
+    Command("breaks", ("坏了",), EVERYONE, "", _breaks, quick=True),
+    Command("raced", ("抢答",), EVERYONE, "", _raced),
     Command("echo", ("回声",), EVERYONE, "", _echo),
     Command("slow", ("慢",), EVERYONE, "", _slow),
     Command("long", ("长回复",), EVERYONE, "", _long),
@@ -313,11 +352,14 @@ def test_a_slow_click_updates_the_card_through_the_api(player, engine):
     assert row.body["button"] == {"replace_name": "已确认"}
 
 
-def test_old_claims_are_pruned(engine, clock, people):
-    from bot.inbound import claim, prune
+def test_old_records_are_pruned(engine, clock, people):
+    from bot.inbound import prune
 
-    claim(engine, key="msg:1", userid="zhangsan", now=clock.now() - timedelta(days=40))
-    claim(engine, key="msg:2", userid="zhangsan", now=clock.now())
+    with Session(engine) as s:
+        for key, days in (("msg:1", 40), ("msg:2", 0)):
+            at = clock.now() - timedelta(days=days)
+            s.add(InboundMessage(dedupe_key=key, userid="zhangsan", received_at=at, reply="{}"))
+        s.commit()
     assert prune(engine, before=clock.now() - timedelta(days=30)) == 1
     assert counts(engine)["inboundmessage"] == 1
 
@@ -378,3 +420,80 @@ def test_the_whole_loop_with_the_real_handlers(runtime, settings, engine, clock,
                     select(NoticeReceipt).where(NoticeReceipt.member_id == people["member"].id)
                 ).scalar_one()
             assert receipt.confirmed_at is not None
+
+
+def test_a_members_reply_does_not_wait_for_a_slow_export(player, bot_url):
+    """Quick commands run on the event loop: a secretary's long export on a handler thread
+    does not hold up the members' replies."""
+    slow: list[Any] = []
+    t = threading.Thread(target=lambda: slow.append(player.say("zhangsan", "导出慢 1.5")))
+    t.start()
+    time.sleep(0.2)  # the export is running
+    with player_for(bot_url) as other:
+        helped = other.say("zhaosi", "帮助")
+    still_running = not SLOW_DONE.is_set()
+    t.join()
+    assert "帮助" in helped.content
+    assert still_running, "帮助 was answered while the export was still running"
+    assert slow[0].empty or slow[0].content == "导出好了"
+
+
+def _hold_write_lock(engine, held: threading.Event, release: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("COMMIT")  # the begin event opened a deferred one
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("LOCK TABLE inboundmessage IN SHARE ROW EXCLUSIVE MODE")
+        held.set()
+        release.wait(10)
+        conn.rollback()
+
+
+def test_a_lock_held_elsewhere_stalls_nothing_and_the_message_is_answered_after(
+    player, engine, bot_url
+):
+    """Another process holds the write lock (a planning pass, a backup): the message waits for
+    it on a handler thread, not on the event loop, and is answered once it is free."""
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(engine, held, release))
+    holder.start()
+    assert held.wait(5)
+    answers: list[Any] = []
+    asker = threading.Thread(target=lambda: answers.append(player.say("zhangsan", "帮助")))
+    asker.start()
+    try:
+        time.sleep(0.3)
+        assert not answers, "the message must wait for the lock"
+        health = httpx.get(bot_url + "/healthz", timeout=2)  # the event loop is free
+        assert health.status_code == 200
+        assert not answers
+    finally:
+        release.set()
+        holder.join()
+    asker.join(10)
+    assert answers and "帮助" in answers[0].content
+    assert counts(engine)["inboundmessage"] == 1
+
+
+def test_a_failing_handler_leaves_nothing_and_its_retry_gets_the_same_apology(player, engine):
+    params, body = player.envelope(player.text_xml("zhangsan", "坏了", msg_id=3131))
+    first = player.post("", params=params, body=body)
+    again = player.post("", params=params, body=body)
+    assert first.content == again.content == messages.INTERNAL_ERROR
+    assert CALLS == ["breaks"], "the retry is answered from the record, not run again"
+    with Session(engine) as s:
+        assert s.get(AppState, "written-before-failing") is None
+    assert counts(engine)["inboundmessage"] == 1
+
+
+def test_two_copies_of_a_message_at_once_commit_once(player, engine):
+    """Two workers got the same message (WeCom retried to the other one): the one that seals
+    second is rolled back whole and answers with the first one's reply."""
+    reply = player.post(player.text_xml("zhangsan", "抢答", msg_id=5151))
+    assert reply.content == "另一进程的回答"
+    with Session(engine) as s:
+        assert s.get(AppState, "raced-write") is None
+        [stored] = s.execute(select(InboundMessage.reply)).scalars()
+    assert StoredReply.load(stored).text == "另一进程的回答"
+    assert CALLS == ["raced"], "the loser's rerun finds the record and does not run again"
