@@ -10,6 +10,11 @@ datetimes, JSON, booleans), so what is written and read is identical to the ORM'
 - :func:`run` executes a statement built by a ``build(dialect_name)`` function.
 - :func:`load` reads whole rows of mapped classes with one prepared SELECT and returns them
   as persistent instances of the session, as ``session.execute(select(A, B))`` would.
+- :func:`connection` is a session's connection for them, with the session's pending changes
+  flushed first (as the ORM's autoflush would before a query).
+
+What these bypass: the session does not learn of rows a prepared UPDATE changed, so a
+helper that updates rows it may also have loaded says so (bot.store.confirm_notice).
 """
 
 from __future__ import annotations
@@ -53,17 +58,25 @@ def _prepared(build: Build, dialect: Any) -> Prepared:
     return Prepared(build(dialect.name), dialect)
 
 
+def connection(session: Session) -> Connection:
+    """``session``'s connection, its pending changes flushed."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection()
+
+
 def run(conn: Connection, build: Build, rows: Sequence[dict[str, Any]]) -> Any:
-    """Run the statement in ``conn``'s transaction (a session's: ``session.connection()``)
-    with each parameter set in ``rows``; the first result row for one set (None if there is
-    none), None for several."""
+    """Run the statement in ``conn``'s transaction (a session's: :func:`connection`) with
+    each parameter set in ``rows``. For one set: the first result row of a statement that
+    returns rows (None if there is none), else the count of rows it changed. For several:
+    None."""
     dialect = conn.dialect
     prepared = _prepared(build, dialect)
     cursor = conn.connection.cursor()
     try:
         if len(rows) == 1:
             cursor.execute(prepared.sql, prepared.params(rows[0]))
-            return cursor.fetchone() if cursor.description else None
+            return cursor.fetchone() if cursor.description else cursor.rowcount
         cursor.executemany(prepared.sql, [prepared.params(r) for r in rows])
         return None
     except dialect.loaded_dbapi.Error as exc:
@@ -87,6 +100,10 @@ class _Shape:
         self.processors = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in self.columns
         ]
+        self.primary_key = [self.columns.index(c) for c in mapper.primary_key]
+
+    def identity(self, values: Sequence[Any]) -> Any:
+        return self.mapper.identity_key_from_primary_key([values[i] for i in self.primary_key])
 
     def instance(self, values: Sequence[Any]) -> Any:
         obj = self.mapper.class_manager.new_instance()
@@ -116,7 +133,7 @@ def load(
 ) -> tuple[Any, ...] | None:
     """The first row of a SELECT of ``columns_of(*models)``, run on ``conn`` (the session's
     connection), as persistent instances of ``models`` in ``session`` (None if there is no
-    row). The session must not already hold these rows (a fresh session, as the router's is)."""
+    row). A row the session already holds is returned as it holds it, as the ORM would."""
     row = run(conn, build, [params])
     if row is None:
         return None
@@ -124,8 +141,13 @@ def load(
     found, at = [], 0
     for shape in shapes:
         n = len(shape.keys)
-        obj = shape.instance(row[at : at + n])
+        values = row[at : at + n]
         at += n
+        held = session.identity_map.get(shape.identity(values)) if session.identity_map else None
+        if held is not None:
+            found.append(held)
+            continue
+        obj = shape.instance(values)
         make_transient_to_detached(obj)  # loaded state, identity key from the primary key
         session.add(obj)  # attached as persistent: changes flush like any loaded row's
         found.append(obj)

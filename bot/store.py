@@ -34,6 +34,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from bot.db import insert_ignore
@@ -50,7 +51,9 @@ from bot.models import (
     StudyRecord,
     Task,
     TaskProgress,
+    UTCDateTime,
 )
+from bot.prepared import columns_of, connection, load, run
 from bot.roles import SECRETARY_DUTIES, is_secretary_proper, split_list
 
 BRANCH_KINDS = ("党支部", "党总支")
@@ -498,22 +501,48 @@ def create_notice(
     return notice
 
 
-def receipt_of(*, session: Session, notice_id: int, member_id: int) -> NoticeReceipt | None:
-    stmt = select(NoticeReceipt).where(
-        col(NoticeReceipt.notice_id) == notice_id, col(NoticeReceipt.member_id) == member_id
+def _receipt_statement(dialect: str) -> Any:
+    return select(*columns_of(NoticeReceipt)).where(
+        col(NoticeReceipt.notice_id) == bindparam("notice_id"),
+        col(NoticeReceipt.member_id) == bindparam("member_id"),
     )
-    return session.scalars(stmt).first()
 
 
-def latest_unconfirmed_notice(*, session: Session, member_id: int) -> Notice | None:
-    stmt = (
-        select(Notice)
+def receipt_of(*, session: Session, notice_id: int, member_id: int) -> NoticeReceipt | None:
+    found = load(
+        session,
+        connection(session),
+        _receipt_statement,
+        (NoticeReceipt,),
+        {"notice_id": notice_id, "member_id": member_id},
+    )
+    return None if found is None else found[0]
+
+
+def _latest_unconfirmed_statement(dialect: str) -> Any:
+    return (
+        select(*columns_of(Notice))
         .join(NoticeReceipt, col(NoticeReceipt.notice_id) == col(Notice.id))
-        .where(col(NoticeReceipt.member_id) == member_id, col(NoticeReceipt.confirmed_at).is_(None))
+        .where(
+            col(NoticeReceipt.member_id) == bindparam("member_id"),
+            col(NoticeReceipt.confirmed_at).is_(None),
+        )
         .order_by(col(Notice.created_at).desc(), col(Notice.id).desc())
         .limit(1)
     )
-    return session.scalars(stmt).first()
+
+
+def latest_unconfirmed_notice(*, session: Session, member_id: int) -> Notice | None:
+    """The newest notice ``member_id`` has not confirmed (收到 alone; statements prepared,
+    since a burst of 收到 follows every notice)."""
+    found = load(
+        session,
+        connection(session),
+        _latest_unconfirmed_statement,
+        (Notice,),
+        {"member_id": member_id},
+    )
+    return None if found is None else found[0]
 
 
 def unconfirmed_notices(*, session: Session, member_id: int, limit: int = 5) -> list[Notice]:
@@ -527,18 +556,37 @@ def unconfirmed_notices(*, session: Session, member_id: int, limit: int = 5) -> 
     return list(session.scalars(stmt))
 
 
-def confirm_notice(*, session: Session, notice_id: int, member_id: int, at: datetime) -> bool:
-    """Record 收到; False if it was already confirmed (or the notice was not sent to them)."""
-    result = session.execute(
+def _confirm_statement(dialect: str) -> Any:
+    return (
         update(NoticeReceipt)
         .where(
-            col(NoticeReceipt.notice_id) == notice_id,
-            col(NoticeReceipt.member_id) == member_id,
+            col(NoticeReceipt.notice_id) == bindparam("notice_id"),
+            col(NoticeReceipt.member_id) == bindparam("member_id"),
             col(NoticeReceipt.confirmed_at).is_(None),
         )
-        .values(confirmed_at=at)
+        .values(confirmed_at=bindparam("at", type_=UTCDateTime()))
     )
-    return _rowcount(result) > 0
+
+
+def confirm_notice(*, session: Session, notice_id: int, member_id: int, at: datetime) -> bool:
+    """Record 收到; False if it was already confirmed (or the notice was not sent to them).
+    A prepared UPDATE (a burst of 收到 follows every notice); a receipt the session holds is
+    brought up to date, as the ORM's own UPDATE would."""
+    changed = run(
+        connection(session),
+        _confirm_statement,
+        [{"notice_id": notice_id, "member_id": member_id, "at": at}],
+    )
+    if not changed:
+        return False
+    for obj in list(session.identity_map.values()):
+        if (
+            isinstance(obj, NoticeReceipt)
+            and (obj.notice_id, obj.member_id) == (notice_id, member_id)
+            and obj.confirmed_at is None
+        ):
+            set_committed_value(obj, "confirmed_at", at)
+    return True
 
 
 def latest_notice_for_branch(*, session: Session, branch_id: int) -> Notice | None:

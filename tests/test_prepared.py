@@ -1,0 +1,95 @@
+"""Prepared statements on the hot path read and write exactly what the ORM would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlmodel import Session, col
+
+from bot.models import Member, Notice, NoticeReceipt, Org
+from bot.prepared import columns_of, connection, load
+from bot.router import find_sender
+from bot.store import confirm_notice, latest_unconfirmed_notice, receipt_of
+from tests.factories import small_bureau
+
+AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+def _by_userid(dialect: str) -> Any:
+    return select(*columns_of(Member)).where(col(Member.userid) == bindparam("userid"))
+
+
+def _values(obj: Any) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in type(obj).model_fields}
+
+
+def test_the_sender_loads_as_the_orm_would_load_them(engine):
+    with Session(engine) as s:
+        small_bureau(s)
+        s.commit()
+    with Session(engine) as orm:
+        expected = orm.execute(
+            select(Member, Org)
+            .join(Org, col(Org.id) == col(Member.branch_id))
+            .where(col(Member.userid) == "zhangsan")
+        ).one()
+        want = (_values(expected[0]), _values(expected[1]))
+    with Session(engine) as s:
+        found = find_sender(s, "zhangsan")
+        assert found is not None
+        member, branch = found
+        assert (_values(member), _values(branch)) == want
+        assert member.updated_at.tzinfo is not None and member.active is True
+        assert find_sender(s, "nobody") is None
+        # Loaded rows are the session's own: a change is written on commit.
+        member.duties = "宣传委员"
+        s.commit()
+    with Session(engine) as s:
+        assert s.scalars(select(Member).where(col(Member.userid) == "zhangsan")).one().duties == (
+            "宣传委员"
+        )
+
+
+def test_a_row_the_session_holds_comes_back_as_it_is_held(engine):
+    with Session(engine) as s:
+        small_bureau(s)
+        s.commit()
+    with Session(engine) as s:
+        held = s.scalars(select(Member).where(col(Member.userid) == "zhangsan")).one()
+        held.name = "张三丰"  # not flushed yet
+        [again] = load(s, connection(s), _by_userid, (Member,), {"userid": "zhangsan"}) or []
+        assert again is held and again.name == "张三丰"
+
+
+def test_pending_changes_are_flushed_before_a_prepared_read(engine):
+    with Session(engine) as s:
+        people = small_bureau(s)
+        s.commit()
+        notice = Notice(text="新通知", scope="全体", created_at=AT)
+        s.add(notice)
+        s.flush()
+        s.add(NoticeReceipt(notice_id=notice.id, member_id=people["member"].id))  # pending
+        assert latest_unconfirmed_notice(session=s, member_id=people["member"].id) is notice
+
+
+def test_a_confirmation_reaches_the_receipt_the_session_holds(engine):
+    with Session(engine) as s:
+        people = small_bureau(s)
+        notice = Notice(text="请确认", scope="全体", created_at=AT)
+        s.add(notice)
+        s.flush()
+        s.add(NoticeReceipt(notice_id=notice.id, member_id=people["member"].id))
+        s.commit()
+        nid, mid = int(notice.id or 0), int(people["member"].id)
+    with Session(engine) as s:
+        receipt = receipt_of(session=s, notice_id=nid, member_id=mid)
+        assert receipt is not None and receipt.confirmed_at is None
+        assert confirm_notice(session=s, notice_id=nid, member_id=mid, at=AT)
+        assert receipt.confirmed_at == AT
+        assert not confirm_notice(session=s, notice_id=nid, member_id=mid, at=AT)
+        s.commit()
+    with Session(engine) as s:
+        assert receipt_of(session=s, notice_id=nid, member_id=mid).confirmed_at == AT  # type: ignore[union-attr]
+        assert latest_unconfirmed_notice(session=s, member_id=mid) is None
