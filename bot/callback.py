@@ -66,9 +66,10 @@ from bot.channels.wecom.protocol import (
     update_button_xml,
 )
 from bot.clock import SystemClock
+from bot.db import SQLITE_BEGIN
 from bot.inbound import AlreadyHandled, Once, StoredReply, prune
 from bot.lanes import Lanes
-from bot.metrics import CALLBACK_INFLIGHT, CALLBACKS, HANDLER_SECONDS
+from bot.metrics import CALLBACK_HANDOVERS, CALLBACK_INFLIGHT, CALLBACKS, HANDLER_SECONDS
 from bot.models import Member
 from bot.outbox import Outgoing, text_body
 from bot.router import Busy, Inbound, Reply
@@ -237,7 +238,8 @@ class CallbackService:
                 try:
                     return await self._inline(msg)
                 except Busy:
-                    pass  # another writer holds a lock: a handler thread waits for it instead
+                    # Another writer holds a lock: a handler thread waits for it instead.
+                    CALLBACK_HANDOVERS.inc()
             handed_over = True
             return await self._threaded(msg)
         finally:
@@ -256,7 +258,7 @@ class CallbackService:
             # The connection may be broken (a database restart): drop it, and let a handler
             # thread try with a pooled one.
             log.warning("quick handling failed (%s); handing over to a thread", exc.orig)
-            self._drop_loop_connection(broken=True)
+            self._drop_loop_connection()
             raise Busy(str(exc.orig)) from exc
         finally:
             self._inline_active = False
@@ -397,12 +399,13 @@ class CallbackService:
             self._loop_conn = open_quick_connection(self.runtime.engine)
         return self._loop_conn
 
-    def _drop_loop_connection(self, *, broken: bool = False) -> None:
+    def _drop_loop_connection(self) -> None:
         conn, self._loop_conn = self._loop_conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
-                if broken:
-                    conn.invalidate()
+                # Discarded, not pooled: its lock waits are the event loop's, not for others
+                # (and after an error it may be broken).
+                conn.invalidate()
                 conn.close()
 
     def _maybe_prune(self) -> None:
@@ -490,6 +493,11 @@ def open_quick_connection(engine: Engine) -> Connection:
     try:
         if engine.dialect.name == "sqlite":
             cursor.execute(f"PRAGMA busy_timeout={QUICK_LOCK_WAIT_MS}")
+            # Every quick message writes (its record), so take the write lock at BEGIN: a
+            # deferred transaction that read before another connection committed would be
+            # refused at its first write at once ("database is locked", a stale snapshot),
+            # and hand its message over; this one waits the few ms for the lock instead.
+            raw.info[SQLITE_BEGIN] = "BEGIN IMMEDIATE"
         elif engine.dialect.name == "postgresql":
             cursor.execute(f"SET lock_timeout = {QUICK_LOCK_WAIT_MS}")
             raw.commit()

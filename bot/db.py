@@ -7,6 +7,7 @@ PostgreSQL is reached through ``database.url`` (psycopg 3).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, time
@@ -28,6 +29,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
@@ -49,6 +51,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 1500, echo: bool = False) ->
     return engine
 
 
+SQLITE_BEGIN = "mofan.sqlite_begin"
+"""Key in a connection's ``info``: the statement that begins its transactions on SQLite."""
+
+
 def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -67,8 +73,14 @@ def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         # DEFERRED: a reader in WAL mode never holds the write lock, and every write path
         # that races (outbox claims, inbound dedupe) is a single compare-and-set statement.
         # Sent on the driver's connection: every transaction starts here, and SQLAlchemy's
-        # execution layer would cost ten times the statement.
-        conn.connection.dbapi_connection.execute("BEGIN")
+        # execution layer would cost ten times the statement. A connection may ask for
+        # BEGIN IMMEDIATE instead (the callback's own, see bot.callback).
+        dbapi = conn.connection
+        begin = dbapi.info.get(SQLITE_BEGIN, "BEGIN")
+        try:
+            dbapi.dbapi_connection.execute(begin)
+        except sqlite3.Error as exc:  # as SQLAlchemy would raise it ("database is locked" …)
+            raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
 
 
 @contextmanager

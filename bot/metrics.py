@@ -9,6 +9,11 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 CALLBACKS = Counter(
     "mofan_callbacks_total", "Inbound callbacks by outcome", ["outcome"], registry=REGISTRY
 )
+CALLBACK_HANDOVERS = Counter(
+    "mofan_callback_handovers_total",
+    "Quick messages handed from the event loop to a handler thread (a lock was held elsewhere)",
+    registry=REGISTRY,
+)
 HANDLER_SECONDS = Histogram(
     "mofan_handler_seconds",
     "Time to route and answer one inbound message",
