@@ -145,6 +145,10 @@ class CallbackService:
         self._inline_active = False
         self._loop_conn: Connection | None = None
         """The event loop's own connection for quick handlers (see _inline)."""
+        self._checkpointing: threading.Event | None = (
+            threading.Event() if runtime.engine.dialect.name == "sqlite" else None
+        )
+        self._since_checkpoint = 0
         weakref.finalize(self, _close_loops, self.lanes, self._loops)
 
     def close(self) -> None:
@@ -253,7 +257,9 @@ class CallbackService:
         self._inline_active = True
         try:
             conn = self._loop_connection()
-            return await self._handle(msg, bind=conn, late=lambda: False)
+            answer = await self._handle(msg, bind=conn, late=lambda: False)
+            self._after_quick_write()
+            return answer
         except DBAPIError as exc:
             # The connection may be broken (a database restart): drop it, and let a handler
             # thread try with a pooled one.
@@ -394,6 +400,33 @@ class CallbackService:
             return Answer(text=reply.text, outcome="stranger")
         return Answer.stored(once.stored, "replied")
 
+    def _after_quick_write(self) -> None:
+        """On SQLite the event loop's connection never checkpoints the WAL itself (copying
+        pages into the database file, and an fsync, would stall every request behind it):
+        every CHECKPOINT_EVERY messages a handler thread does it, with the GIL released for
+        the copying, and a page written many times in between is copied once."""
+        if self._checkpointing is None:
+            return
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY and not self._checkpointing.is_set():
+            self._since_checkpoint = 0
+            self._checkpointing.set()
+            self.lanes.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        assert self._checkpointing is not None
+        try:
+            raw = self.runtime.engine.raw_connection()
+            try:
+                # PASSIVE: copies what no reader still needs, waits for nobody.
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            finally:
+                raw.close()
+        except Exception:  # the next one catches up; other connections still checkpoint too
+            log.exception("WAL checkpoint failed")
+        finally:
+            self._checkpointing.clear()
+
     def _loop_connection(self) -> Connection:
         if self._loop_conn is None:
             self._loop_conn = open_quick_connection(self.runtime.engine)
@@ -478,6 +511,9 @@ def _route_text(msg: CallbackMessage) -> str:
     return (msg.event_key or "") if msg.msg_type == "event" else msg.content
 
 
+CHECKPOINT_EVERY = 500
+"""Quick messages between two WAL checkpoints on SQLite (a few seconds' worth under load;
+about 2 MB of WAL)."""
 QUICK_LOCK_WAIT_MS = 20
 """How long the event loop's own connection waits for a lock before handing the message to
 a handler thread (which waits the database's full busy timeout)."""
@@ -498,6 +534,7 @@ def open_quick_connection(engine: Engine) -> Connection:
             # refused at its first write at once ("database is locked", a stale snapshot),
             # and hand its message over; this one waits the few ms for the lock instead.
             raw.info[SQLITE_BEGIN] = "BEGIN IMMEDIATE"
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # see CallbackService._checkpoint
         elif engine.dialect.name == "postgresql":
             cursor.execute(f"SET lock_timeout = {QUICK_LOCK_WAIT_MS}")
             raw.commit()

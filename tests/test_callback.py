@@ -533,3 +533,23 @@ def test_quick_messages_stay_on_the_event_loop_while_others_write(player, engine
     assert writes > 30, "the other connection was writing throughout"
     assert all("帮助" in r.content for r in replies)
     assert CALLBACK_HANDOVERS._value.get() == before
+
+
+def test_the_wal_is_checkpointed_off_the_event_loop(player, engine, monkeypatch, bot_url):
+    """On SQLite the event loop's connection never checkpoints (a stall for every request);
+    a handler thread does it every CHECKPOINT_EVERY quick messages, so the WAL stays short."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the WAL is SQLite's")
+    import bot.callback
+
+    monkeypatch.setattr(bot.callback, "CHECKPOINT_EVERY", 20)
+    for _ in range(150):
+        assert "帮助" in player.say("zhangsan", "帮助").content
+    time.sleep(0.3)  # the last checkpoint's thread
+    raw = engine.raw_connection()
+    try:
+        busy, frames, _ = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        raw.close()
+    # Each message writes a few pages; 150 of them unchecked would leave 450 frames or more.
+    assert frames < 150, frames
