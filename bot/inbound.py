@@ -38,6 +38,8 @@ from bot.prepared import run
 
 Mode = Literal["passive", "outbox"]
 REPLY_COLUMN_CHARS = 4000
+_JSON = json.JSONEncoder(ensure_ascii=False)
+"""One encoder: json.dumps with options builds a new one per call."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,9 @@ class StoredReply:
         data: dict[str, Any] = {"mode": self.mode, "text": self.text}
         if self.button:
             data["button"] = self.button
-        raw = json.dumps(data, ensure_ascii=False)
+        raw = _JSON.encode(data)
         if len(raw) > REPLY_COLUMN_CHARS:  # the passive part is ≤2048 bytes; this is a guard
-            raw = json.dumps({"mode": self.mode, "text": self.text[:1500]}, ensure_ascii=False)
+            raw = _JSON.encode({"mode": self.mode, "text": self.text[:1500]})
         return raw
 
     @classmethod

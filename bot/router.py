@@ -69,8 +69,11 @@ class Request:
 Handle = Callable[[Request, "Context"], Awaitable[None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Command:
+    """One command of the table. Compared and hashed by identity: each is defined once, and
+    tables of them are cache keys (help is cached per role set and table)."""
+
     name: str
     keywords: tuple[str, ...]
     roles: frozenset[Role]
