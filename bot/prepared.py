@@ -7,8 +7,9 @@ against 0.03 ms on the raw connection. The SQL is still SQLAlchemy's, compiled f
 engine's dialect, and values pass through the same type processors it would apply (UTC
 datetimes, JSON, booleans), so what is written and read is identical to the ORM's.
 
-- :func:`run` executes a statement built by a ``build(dialect_name)`` function.
-- :func:`load` reads whole rows of mapped classes with one prepared SELECT and returns them
+- :func:`run` executes a statement built by a ``build(dialect_name)`` function, :func:`rows`
+  returns all its rows.
+- :func:`load` (first row) and :func:`load_all` read whole rows of mapped classes with one prepared SELECT and returns them
   as persistent instances of the session, as ``session.execute(select(A, B))`` would.
 - :func:`connection` is a session's connection for them, with the session's pending changes
   flushed first (as the ORM's autoflush would before a query).
@@ -88,6 +89,22 @@ def run(conn: Connection, build: Build, rows: Sequence[dict[str, Any]]) -> Any:
         cursor.close()
 
 
+def rows(conn: Connection, build: Build, params: dict[str, Any]) -> list[Any]:
+    """Every result row of the statement, run on ``conn`` with ``params``."""
+    dialect = conn.dialect
+    prepared = _prepared(build, dialect)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(prepared.sql, prepared.params(params))
+        return list(cursor.fetchall())
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            prepared.sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from exc
+    finally:
+        cursor.close()
+
+
 class _Shape:
     """How one mapped class's columns come out of a row: attribute keys and result processors."""
 
@@ -135,9 +152,18 @@ def load(
     connection), as persistent instances of ``models`` in ``session`` (None if there is no
     row). A row the session already holds is returned as it holds it, as the ORM would."""
     row = run(conn, build, [params])
-    if row is None:
-        return None
-    shapes = _shapes(models, conn.dialect)
+    return None if row is None else _attach(session, _shapes(models, conn.dialect), row)
+
+
+def load_all(session: Session, build: Build, model: type, params: dict[str, Any]) -> list[Any]:
+    """Every row of a SELECT of ``columns_of(model)`` as persistent instances in ``session``
+    (its pending changes flushed first)."""
+    conn = connection(session)
+    shapes = _shapes((model,), conn.dialect)
+    return [_attach(session, shapes, row)[0] for row in rows(conn, build, params)]
+
+
+def _attach(session: Session, shapes: tuple[_Shape, ...], row: Sequence[Any]) -> tuple[Any, ...]:
     found, at = [], 0
     for shape in shapes:
         n = len(shape.keys)

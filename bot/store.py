@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -53,7 +53,7 @@ from bot.models import (
     TaskProgress,
     UTCDateTime,
 )
-from bot.prepared import columns_of, connection, load, run
+from bot.prepared import columns_of, connection, load, load_all, rows, run
 from bot.roles import SECRETARY_DUTIES, is_secretary_proper, split_list
 
 BRANCH_KINDS = ("党支部", "党总支")
@@ -266,21 +266,30 @@ def open_meetings_for(
     return [m for m in session.scalars(stmt) if is_in_audience(m, member)]
 
 
+def _upcoming_statement(dialect: str) -> Any:
+    return (
+        select(*columns_of(Meeting))
+        .where(
+            col(Meeting.branch_id) == bindparam("branch_id"),
+            col(Meeting.status) != "cancelled",
+            col(Meeting.ends_at) > bindparam("now", type_=UTCDateTime()),
+        )
+        .order_by(col(Meeting.starts_at))
+        .limit(bindparam("limit"))
+    )
+
+
 def upcoming_meetings_for(
     *, session: Session, member: Member, now: datetime, limit: int = 3
 ) -> list[Meeting]:
-    """The member's meetings not yet ended, soonest first."""
-    stmt = (
-        select(Meeting)
-        .where(
-            col(Meeting.branch_id) == member.branch_id,
-            col(Meeting.status) != "cancelled",
-            col(Meeting.ends_at) > now,
-        )
-        .order_by(col(Meeting.starts_at))
-        .limit(limit * 4)
+    """The member's meetings not yet ended, soonest first (我的: prepared)."""
+    found = load_all(
+        session,
+        _upcoming_statement,
+        Meeting,
+        {"branch_id": member.branch_id, "now": now, "limit": limit * 4},
     )
-    return [m for m in session.scalars(stmt) if is_in_audience(m, member)][:limit]
+    return [m for m in found if is_in_audience(m, member)][:limit]
 
 
 def upcoming_branch_meetings(
@@ -431,13 +440,24 @@ def set_first_topic(*, session: Session, meeting: Meeting, text: str) -> None:
 # Study ------------------------------------------------------------------------------------
 
 
+def _record_study_statement(dialect: str) -> Any:
+    return insert(StudyRecord).values(
+        member_id=bindparam("member_id"),
+        minutes=bindparam("minutes"),
+        topic=bindparam("topic"),
+        at=bindparam("at", type_=UTCDateTime()),
+    )
+
+
 def record_study(
     *, session: Session, member: Member, minutes: int | None, topic: str, at: datetime
-) -> StudyRecord:
-    row = StudyRecord(member_id=member.id, minutes=minutes, topic=topic[:500], at=at)  # type: ignore[arg-type]
-    session.add(row)
-    session.flush()
-    return row
+) -> None:
+    """One study session (学习 is said often: a prepared INSERT, not an ORM flush)."""
+    run(
+        connection(session),
+        _record_study_statement,
+        [{"member_id": member.id, "minutes": minutes, "topic": topic[:500], "at": at}],
+    )
 
 
 _STUDY_MINUTES = (
@@ -452,12 +472,27 @@ _STUDY_MINUTES = (
 """Built once (状态 runs it for every secretary's question)."""
 
 
+def _one_member_minutes(dialect: str) -> Any:
+    return select(func.coalesce(func.sum(StudyRecord.minutes), 0)).where(
+        col(StudyRecord.member_id) == bindparam("member_id"),
+        col(StudyRecord.at) >= bindparam("start", type_=UTCDateTime()),
+        col(StudyRecord.at) < bindparam("end", type_=UTCDateTime()),
+    )
+
+
 def study_minutes(
     *, session: Session, member_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, int]:
     """Minutes of study recorded per member in ``[start, end)``; members with none are absent."""
     if not member_ids:
         return {}
+    if len(member_ids) == 1:  # one member's own (学习, 我的): prepared
+        row = run(
+            connection(session),
+            _one_member_minutes,
+            [{"member_id": member_ids[0], "start": start, "end": end}],
+        )
+        return {int(member_ids[0]): int(row[0])} if row and row[0] else {}
     rows = session.execute(
         _STUDY_MINUTES, {"member_ids": list(member_ids), "start": start, "end": end}
     ).all()
@@ -545,15 +580,24 @@ def latest_unconfirmed_notice(*, session: Session, member_id: int) -> Notice | N
     return None if found is None else found[0]
 
 
-def unconfirmed_notices(*, session: Session, member_id: int, limit: int = 5) -> list[Notice]:
-    stmt = (
-        select(Notice)
+def _unconfirmed_statement(dialect: str) -> Any:
+    return (
+        select(*columns_of(Notice))
         .join(NoticeReceipt, col(NoticeReceipt.notice_id) == col(Notice.id))
-        .where(col(NoticeReceipt.member_id) == member_id, col(NoticeReceipt.confirmed_at).is_(None))
+        .where(
+            col(NoticeReceipt.member_id) == bindparam("member_id"),
+            col(NoticeReceipt.confirmed_at).is_(None),
+        )
         .order_by(col(Notice.created_at).desc(), col(Notice.id).desc())
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    return list(session.scalars(stmt))
+
+
+def unconfirmed_notices(*, session: Session, member_id: int, limit: int = 5) -> list[Notice]:
+    """The member's newest notices not yet confirmed (我的: prepared)."""
+    return load_all(
+        session, _unconfirmed_statement, Notice, {"member_id": member_id, "limit": limit}
+    )
 
 
 def _confirm_statement(dialect: str) -> Any:
@@ -704,6 +748,13 @@ def remove_dues(*, session: Session, member: Member, months: Sequence[str]) -> l
     return sorted(r.month for r in rows)
 
 
+def _paid_in_year_statement(dialect: str) -> Any:
+    return select(col(DuesRecord.month)).where(
+        col(DuesRecord.member_id) == bindparam("member_id"),
+        col(DuesRecord.month).like(bindparam("prefix")),
+    )
+
+
 def paid_months(
     *,
     session: Session,
@@ -711,6 +762,13 @@ def paid_months(
     months: Sequence[str] | None = None,
     year: int | None = None,
 ) -> list[str]:
+    if months is None and year is not None:  # 我的: one member's year, prepared
+        found = rows(
+            connection(session),
+            _paid_in_year_statement,
+            {"member_id": member_id, "prefix": f"{year}-%"},
+        )
+        return sorted(str(r[0]) for r in found)
     stmt = select(col(DuesRecord.month)).where(col(DuesRecord.member_id) == member_id)
     if months is not None:
         stmt = stmt.where(col(DuesRecord.month).in_(months))
@@ -824,6 +882,20 @@ def record_deed(*, session: Session, member: Member, text: str, at: datetime) ->
 # Attendance counts (for 我的 and the scorecard) ---------------------------------------------
 
 
+def _attendance_counts_statement(dialect: str) -> Any:
+    return (
+        select(col(Attendance.status), func.count())
+        .join(Meeting, col(Meeting.id) == col(Attendance.meeting_id))
+        .where(
+            col(Attendance.member_id) == bindparam("member_id"),
+            col(Meeting.starts_at) >= bindparam("start", type_=UTCDateTime()),
+            col(Meeting.ends_at) <= bindparam("now", type_=UTCDateTime()),
+            col(Meeting.status) != "cancelled",
+        )
+        .group_by(col(Attendance.status))
+    )
+
+
 def member_attendance_counts(
     *, session: Session, member_id: int, start: datetime, now: datetime
 ) -> dict[str, int]:
@@ -831,19 +903,13 @@ def member_attendance_counts(
 
     ``invited`` rows of ended meetings are reported as ``absent``.
     """
-    stmt = (
-        select(col(Attendance.status), func.count())
-        .join(Meeting, col(Meeting.id) == col(Attendance.meeting_id))
-        .where(
-            col(Attendance.member_id) == member_id,
-            col(Meeting.starts_at) >= start,
-            col(Meeting.ends_at) <= now,
-            col(Meeting.status) != "cancelled",
-        )
-        .group_by(col(Attendance.status))
-    )
     counts: dict[str, int] = {}
-    for status, n in session.execute(stmt).all():
+    found = rows(
+        connection(session),
+        _attendance_counts_statement,
+        {"member_id": member_id, "start": start, "now": now},
+    )
+    for status, n in found:
         key = ABSENT if status == INVITED else str(status)
         counts[key] = counts.get(key, 0) + int(n)
     return counts

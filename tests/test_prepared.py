@@ -93,3 +93,22 @@ def test_a_confirmation_reaches_the_receipt_the_session_holds(engine):
     with Session(engine) as s:
         assert receipt_of(session=s, notice_id=nid, member_id=mid).confirmed_at == AT  # type: ignore[union-attr]
         assert latest_unconfirmed_notice(session=s, member_id=mid) is None
+
+
+def test_every_row_loads_in_order_and_held_rows_come_back_as_held(engine):
+    from bot.store import unconfirmed_notices
+
+    with Session(engine) as s:
+        people = small_bureau(s)
+        mid = int(people["member"].id)
+        for day in (1, 3, 2):
+            n = Notice(text=f"第{day}号", scope="全体", created_at=AT.replace(day=day))
+            s.add(n)
+            s.flush()
+            s.add(NoticeReceipt(notice_id=n.id, member_id=mid))
+        s.commit()
+    with Session(engine) as s:
+        held = s.scalars(select(Notice).where(col(Notice.text) == "第2号")).one()
+        found = unconfirmed_notices(session=s, member_id=mid, limit=2)
+        assert [n.text for n in found] == ["第3号", "第2号"]  # newest first, limited
+        assert found[1] is held
