@@ -238,6 +238,21 @@ def run_burst(args: argparse.Namespace, bot: Server, fake: Fake, url: str) -> li
     return failures
 
 
+def baseline_burst(args: argparse.Namespace, base: Server, userids: list[str]) -> None:
+    """The same burst (a new connection per 收到, spread over the window) against the bare app:
+    what answering on new connections costs before any handler runs."""
+    with player() as wecom:
+        reqs = [wire(wecom, u, "收到", 2_000_000 + i, close=True) for i, u in enumerate(userids)]
+    cpu = cpu_seconds(base.proc.pid)
+    shots = asyncio.run(burst(base.port, reqs, args.window))
+    cpu_ms = (cpu_seconds(base.proc.pid) - cpu) * 1000
+    lat = sorted(s.latency for s in shots)
+    print(
+        f"    baseline, the same burst: max {lat[-1] * 1000:.0f} ms, p50 "
+        f"{percentile(lat, 0.5) * 1000:.0f} ms; server CPU {cpu_ms / len(reqs):.2f} ms/reply"
+    )
+
+
 def check_burst(
     args: argparse.Namespace,
     wecom: WeComPlayer,
@@ -441,10 +456,11 @@ def main() -> None:
         bot = Server("bot", serve_command(cfg, bot_port), bot_port, tmp / "bot.log")
         servers.append(bot)
         failures += run_burst(args, bot, fake, url)
+        base_port = free_port()
+        base = Server("baseline", baseline_command(base_port), base_port, tmp / "baseline.log")
+        servers.append(base)
+        baseline_burst(args, base, userids)
         if not args.no_sustained:
-            base_port = free_port()
-            base = Server("baseline", baseline_command(base_port), base_port, tmp / "baseline.log")
-            servers.append(base)
             failures += run_sustained(args, bot, base, userids, url)
     finally:
         for s in servers:
