@@ -252,7 +252,7 @@ class CallbackService:
 
     async def _inline(self, msg: CallbackMessage) -> Answer:
         """A quick command, run on the event loop itself on its own connection (handing a
-        3 ms job to a thread costs about as much again in switching). That connection waits
+        1 ms job to a thread costs about as much again in switching). That connection waits
         only briefly for locks; a lock held longer raises Busy, with nothing written."""
         self._inline_active = True
         try:

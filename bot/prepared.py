@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 from sqlmodel import Session
 
 Build = Callable[[str], Any]
@@ -169,12 +169,17 @@ def _attach(session: Session, shapes: tuple[_Shape, ...], row: Sequence[Any]) ->
         n = len(shape.keys)
         values = row[at : at + n]
         at += n
-        held = session.identity_map.get(shape.identity(values)) if session.identity_map else None
+        key = shape.identity(values)
+        held = session.identity_map.get(key) if session.identity_map else None
         if held is not None:
             found.append(held)
             continue
         obj = shape.instance(values)
-        make_transient_to_detached(obj)  # loaded state, identity key from the primary key
-        session.add(obj)  # attached as persistent: changes flush like any loaded row's
+        # As a loaded row: its identity key set, nothing modified (the values went straight
+        # into its __dict__), so the session takes it as persistent and flushes only what a
+        # handler changes afterwards. (make_transient_to_detached does the same, and more
+        # bookkeeping a fresh instance does not need.)
+        instance_state(obj).key = key
+        session.add(obj)
         found.append(obj)
     return tuple(found)
