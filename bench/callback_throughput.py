@@ -39,6 +39,7 @@ from bench._serve_kit import (  # noqa: E402
     Server,
     baseline_command,
     build_bureau,
+    cpu_seconds,
     free_port,
     load,
     percentile,
@@ -96,7 +97,9 @@ def main() -> None:
             # New messages (the bot dedupes by MsgId), as many as the run needs.
             fresh = requests_for(userids, int(rate * args.paced_seconds), seed=7)
             for server in (base, bot):
+                cpu = cpu_seconds(server.proc.pid)
                 got = asyncio.run(load(server.port, fresh, args.concurrency, rate=rate))
+                cpu_ms = (cpu_seconds(server.proc.pid) - cpu) / max(got.count, 1) * 1000
                 lat = sorted(got.latencies)
                 paced[server.name] = (
                     rate,
@@ -104,21 +107,22 @@ def main() -> None:
                     statistics.median(lat) * 1000,
                     percentile(lat, 0.99) * 1000,
                     got.errors + got.empty,
+                    cpu_ms,
                 )
     finally:
         base_mem, bot_mem = base.stop(), bot.stop()
     b, m = base.report(base_mem), bot.report(bot_mem)
-    for name, (rate, done, p50, p99, bad) in paced.items():
+    for name, (rate, done, p50, p99, bad, cpu_ms) in paced.items():
         print(
             f"{name:9s} paced at {rate:.0f} req/s (half the baseline's): served {done:.0f} req/s, "
-            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {bad}"
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, server CPU {cpu_ms:.2f} ms/req, errors {bad}"
         )
     with player() as wecom:
         for body in bot.samples:
             assert "帮助" in wecom.read(200, body.decode()).content, (
                 "the bot's reply must verify and decrypt"
             )
-    paced_p99 = paced.get(bot.name, (0, 0, 0, float("nan"), 0))[3]
+    paced_p99 = paced.get(bot.name, (0, 0, 0, float("nan"), 0, 0))[3]
     print(
         f"throughput bot/baseline: {m['rps'] / b['rps']:.0%} by req/s, {b['cpu_ms'] / m['cpu_ms']:.0%} by "
         f"server CPU per request (target >= 50%); bot p99 {paced_p99:.1f} ms at the target "
