@@ -433,6 +433,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--url", default="", help="PostgreSQL URL (its public schema is dropped)")
     ap.add_argument("--no-sustained", action="store_true", help="the burst only")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="mofan serve --workers N (PostgreSQL only)"
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="mofan-load-"))
@@ -453,7 +456,8 @@ def main() -> None:
     servers: list[Server] = [fake.server]
     try:
         bot_port = free_port()
-        bot = Server("bot", serve_command(cfg, bot_port), bot_port, tmp / "bot.log")
+        extra = ["--workers", str(args.workers)] if args.workers > 1 else []
+        bot = Server("bot", serve_command(cfg, bot_port, *extra), bot_port, tmp / "bot.log")
         servers.append(bot)
         failures += run_burst(args, bot, fake, url)
         base_port = free_port()
