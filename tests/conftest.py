@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,40 @@ def _template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | Pat
     path = tmp_path_factory.mktemp("template") / "template.db"
     fresh_database(f"sqlite:///{path}").dispose()
     yield path
+
+
+def _advisory_locks_held(url: str) -> int:
+    """Advisory locks held in ``url``'s database by anyone but this check's own connection."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                        " AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_advisory_lock() -> Iterator[None]:
+    """On PostgreSQL, a test must not leave the scheduler's advisory lock held (by a
+    connection it forgot, or a process it did not stop): every later test's scheduler would
+    wait for it, and fail far from the cause. Set up before and torn down after every other
+    fixture of the test, so their own clean-up has run."""
+    yield
+    if not PG_URL:
+        return
+    deadline = time.monotonic() + 5  # a killed process's backend may take a moment to go
+    while (held := _advisory_locks_held(PG_URL)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not held, f"the test left {held} advisory lock(s) held in the test database"
 
 
 @pytest.fixture
