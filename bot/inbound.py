@@ -145,19 +145,7 @@ class Once:
             row = run(conn, _check_statement, [{"key": self.key}])
             raise AlreadyHandled(StoredReply.load(row[0]) if row and row[0] else None)
         if outgoing:
-            rows = [
-                {
-                    "key": o.key,
-                    "rule": o.rule,
-                    "channel": o.channel,
-                    "recipient": o.recipient,
-                    "body": o.body,
-                    "due_at": o.due_at,
-                    "created_at": self.received_at,
-                }
-                for o in outgoing
-            ]
-            run(conn, _outbox_insert, rows)
+            run(conn, _outbox_insert, [o.row(self.received_at) for o in outgoing])
         self.stored = stored
 
 

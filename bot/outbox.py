@@ -49,6 +49,18 @@ class Outgoing:
     channel: str = "wecom"
     rule: str = ""
 
+    def row(self, now: datetime) -> dict[str, Any]:
+        """The outbox row's columns, created ``now`` (status and attempts are the caller's)."""
+        return {
+            "key": self.key,
+            "rule": self.rule,
+            "channel": self.channel,
+            "recipient": self.recipient,
+            "body": self.body,
+            "due_at": self.due_at,
+            "created_at": now,
+        }
+
 
 def text_body(text: str) -> dict[str, Any]:
     return {"msgtype": "text", "text": text}
@@ -60,20 +72,7 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime) -> in
     Runs in the caller's transaction, so a business change and the messages it causes are
     committed together (the transactional outbox).
     """
-    rows = [
-        {
-            "key": o.key,
-            "rule": o.rule,
-            "channel": o.channel,
-            "recipient": o.recipient,
-            "body": o.body,
-            "due_at": o.due_at,
-            "status": PENDING,
-            "attempts": 0,
-            "created_at": now,
-        }
-        for o in items
-    ]
+    rows = [{**o.row(now), "status": PENDING, "attempts": 0} for o in items]
     return insert_ignore(session, OutboxMessage, rows, keys=["key"])
 
 

@@ -20,7 +20,8 @@ helper that updates rows it may also have loaded says so (bot.store.confirm_noti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -66,43 +67,41 @@ def connection(session: Session) -> Connection:
     return session.connection()
 
 
+@contextmanager
+def _cursor(conn: Connection, build: Build) -> Iterator[tuple[Any, Prepared]]:
+    """A DB-API cursor on ``conn`` and the statement prepared for its dialect; a driver
+    error comes out as SQLAlchemy would raise it, so callers see one kind of error."""
+    dialect = conn.dialect
+    prepared = _prepared(build, dialect)
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor, prepared
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            prepared.sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from exc
+    finally:
+        cursor.close()
+
+
 def run(conn: Connection, build: Build, rows: Sequence[dict[str, Any]]) -> Any:
     """Run the statement in ``conn``'s transaction (a session's: :func:`connection`) with
     each parameter set in ``rows``. For one set: the first result row of a statement that
     returns rows (None if there is none), else the count of rows it changed. For several:
     None."""
-    dialect = conn.dialect
-    prepared = _prepared(build, dialect)
-    cursor = conn.connection.cursor()
-    try:
+    with _cursor(conn, build) as (cursor, prepared):
         if len(rows) == 1:
             cursor.execute(prepared.sql, prepared.params(rows[0]))
             return cursor.fetchone() if cursor.description else cursor.rowcount
         cursor.executemany(prepared.sql, [prepared.params(r) for r in rows])
         return None
-    except dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would raise it, so that callers see one kind of database error.
-        raise DBAPIError.instance(
-            prepared.sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
-        ) from exc
-    finally:
-        cursor.close()
 
 
 def rows(conn: Connection, build: Build, params: dict[str, Any]) -> list[Any]:
     """Every result row of the statement, run on ``conn`` with ``params``."""
-    dialect = conn.dialect
-    prepared = _prepared(build, dialect)
-    cursor = conn.connection.cursor()
-    try:
+    with _cursor(conn, build) as (cursor, prepared):
         cursor.execute(prepared.sql, prepared.params(params))
         return list(cursor.fetchall())
-    except dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(
-            prepared.sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
-        ) from exc
-    finally:
-        cursor.close()
 
 
 class _Shape:
