@@ -151,34 +151,65 @@ def load(
     connection), as persistent instances of ``models`` in ``session`` (None if there is no
     row). A row the session already holds is returned as it holds it, as the ORM would."""
     row = run(conn, build, [params])
-    return None if row is None else _attach(session, _shapes(models, conn.dialect), row)
+    return None if row is None else _attach(session, conn, models, row)
+
+
+def read(
+    conn: Connection, build: Build, models: tuple[type, ...], params: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """Like :func:`load`, but the instances belong to no session yet (detached, as if loaded
+    by a session since closed): :func:`adopt` makes them a session's. For a caller that may
+    never need a session, which costs more than the query."""
+    row = run(conn, build, [params])
+    return (
+        None
+        if row is None
+        else tuple(_detached(shape, v) for shape, v in _split(conn, models, row))
+    )
+
+
+def adopt(session: Session, objs: Sequence[Any]) -> None:
+    """Make instances from :func:`read` persistent rows of ``session`` (which must not hold
+    other copies of them): the session flushes only what is changed from here on."""
+    for obj in objs:
+        session.add(obj)
 
 
 def load_all(session: Session, build: Build, model: type, params: dict[str, Any]) -> list[Any]:
     """Every row of a SELECT of ``columns_of(model)`` as persistent instances in ``session``
     (its pending changes flushed first)."""
     conn = connection(session)
-    shapes = _shapes((model,), conn.dialect)
-    return [_attach(session, shapes, row)[0] for row in rows(conn, build, params)]
+    return [_attach(session, conn, (model,), row)[0] for row in rows(conn, build, params)]
 
 
-def _attach(session: Session, shapes: tuple[_Shape, ...], row: Sequence[Any]) -> tuple[Any, ...]:
-    found, at = [], 0
-    for shape in shapes:
-        n = len(shape.keys)
-        values = row[at : at + n]
-        at += n
-        key = shape.identity(values)
-        held = session.identity_map.get(key) if session.identity_map else None
-        if held is not None:
-            found.append(held)
-            continue
-        obj = shape.instance(values)
-        # As a loaded row: its identity key set, nothing modified (the values went straight
-        # into its __dict__), so the session takes it as persistent and flushes only what a
-        # handler changes afterwards. (make_transient_to_detached does the same, and more
-        # bookkeeping a fresh instance does not need.)
-        instance_state(obj).key = key
-        session.add(obj)
-        found.append(obj)
+def _split(
+    conn: Connection, models: tuple[type, ...], row: Sequence[Any]
+) -> Iterator[tuple[_Shape, Sequence[Any]]]:
+    """Each model's shape and its part of ``row``."""
+    at = 0
+    for shape in _shapes(models, conn.dialect):
+        yield shape, row[at : at + len(shape.keys)]
+        at += len(shape.keys)
+
+
+def _detached(shape: _Shape, values: Sequence[Any]) -> Any:
+    """An instance as a loaded row: its identity key set, nothing modified (the values went
+    straight into its __dict__), so a session it is added to takes it as persistent and
+    flushes only what a handler changes afterwards. (make_transient_to_detached does the
+    same, and more bookkeeping a fresh instance does not need.)"""
+    obj = shape.instance(values)
+    instance_state(obj).key = shape.identity(values)
+    return obj
+
+
+def _attach(
+    session: Session, conn: Connection, models: tuple[type, ...], row: Sequence[Any]
+) -> tuple[Any, ...]:
+    found = []
+    for shape, values in _split(conn, models, row):
+        held = session.identity_map.get(shape.identity(values)) if session.identity_map else None
+        if held is None:
+            held = _detached(shape, values)
+            session.add(held)
+        found.append(held)
     return tuple(found)

@@ -4,9 +4,10 @@ Handlers live in ``handlers/`` and each exposes ``COMMANDS``: a tuple of :class:
 (keywords, roles, usage line, ``async handle(msg, ctx)``). ``handlers.HANDLERS`` orders the
 modules; order is priority, help is last. Matching is a pure function of the text.
 
-The router gives every handler a :class:`Context`: the session (one transaction for the
-message), the clock, the settings, the sender as a ``Member`` with roles and scope, and
-``reply`` / ``send`` (which goes through the outbox).
+The router gives every handler a :class:`Context`: the message's one transaction (its
+connection, and an ORM session on it made on first use), the clock, the settings, the sender
+as a ``Member`` with roles and scope, and ``reply`` / ``send`` (which goes through the
+outbox).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy import text as sql
+from sqlalchemy.orm.attributes import instance_state
 from sqlmodel import Session, col
 
 from bot import messages
@@ -31,7 +34,7 @@ from bot.config import Settings
 from bot.inbound import AlreadyHandled
 from bot.models import Member, Org
 from bot.outbox import Outgoing, enqueue, text_body
-from bot.prepared import columns_of, load
+from bot.prepared import adopt, columns_of, read
 from bot.roles import ROLE_LABELS, Role, roles_of
 from bot.text import normalize
 
@@ -110,7 +113,8 @@ def _initials(keywords: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass
 class Context:
-    session: Session
+    conn: Connection
+    """The message's transaction: prepared statements (bot.prepared) run on it."""
     clock: Clock
     settings: Settings
     sender: Member
@@ -122,6 +126,32 @@ class Context:
     """Channel-specific reply parts (a card update) that handlers may set."""
     commands: Sequence[Command] = ()
     """The router's command table (what 帮助 lists)."""
+    _session: Session | None = field(default=None, init=False, repr=False)
+
+    @property
+    def session(self) -> Session:
+        """The ORM session on the message's transaction, made on first use (a handler that
+        needs none, like 帮助, is spared its cost); the sender and branch are its rows."""
+        if self._session is None:
+            self._session = Session(
+                self.conn, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+            adopt(self._session, (self.sender, self.branch))
+        return self._session
+
+    def flush(self) -> None:
+        """Write what the handler changed through the ORM (the sender's row included) into
+        the transaction."""
+        if self._session is None and (
+            instance_state(self.sender).modified or instance_state(self.branch).modified
+        ):
+            self.session  # noqa: B018 (adopts the changed rows)
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
 
     @property
     def now(self) -> datetime:
@@ -232,14 +262,11 @@ def _sender_statement(dialect: str) -> Any:
     )
 
 
-def find_sender(
-    session: Session, userid: str, conn: Connection | None = None
-) -> tuple[Member, Org] | None:
-    """The member and their branch in one query, as rows of the session (this runs for every
-    message: the prepared statement costs a fifth of the ORM select's Python). ``conn``: the
-    session's connection, if the caller has it."""
-    conn = conn or session.connection()
-    found = load(session, conn, _sender_statement, (Member, Org), {"userid": userid})
+def read_sender(conn: Connection, userid: str) -> tuple[Member, Org] | None:
+    """The member and their branch in one prepared query (a fifth of the ORM select's
+    Python; this runs for every message), as rows of no session yet: the message's session,
+    if a handler uses one, adopts them (:attr:`Context.session`)."""
+    found = read(conn, _sender_statement, (Member, Org), {"userid": userid})
     return None if found is None else (found[0], found[1])
 
 
@@ -337,58 +364,69 @@ class Router:
     ) -> Reply:
         """One run. ``rerun``: an earlier run lost a race; ``races``: raise _LostRace for a
         lost race (else it is an error like any other)."""
-        with Session(bind or self.engine, expire_on_commit=False) as session:
-            try:
-                if rerun and self.engine.dialect.name == "sqlite":
-                    # Take the write lock before reading (a write that matches no row still
-                    # takes it, and waits busy_timeout for it): this run's snapshot cannot go
-                    # stale.
-                    session.execute(sql("UPDATE appstate SET name = name WHERE 0"))
-                conn = session.connection()
-                found = find_sender(session, msg.userid, conn)
-                if found is not None and found[0].active and once is not None:
-                    once.check(conn)
-            except Exception as exc:
-                session.rollback()
-                if races and lost_race(exc):
-                    raise _LostRace from exc
-                raise
-            if found is None or not found[0].active:
-                # Nothing is recorded for strangers: one polite refusal.
-                return Reply(messages.NOT_ON_ROSTER, known=False)
-            member, branch = found
-            ctx = Context(
-                session=session,
-                clock=self.clock,
-                settings=self.settings,
-                sender=member,
-                roles=roles_of(member),
-                branch=branch,
-                channel=msg.channel,
-                commands=self.table,
-            )
-            text = msg.event_key or msg.normalized
-            try:
-                await self._dispatch(text, msg, ctx)
-                reply = Reply("\n".join(ctx.replies), dict(ctx.extras))
-                if once is not None:
-                    session.flush()
-                    once.seal(conn, reply)
-                session.commit()
-                return reply
-            except Exception as exc:
-                session.rollback()
-                if isinstance(exc, AlreadyHandled):
-                    raise
-                if races and lost_race(exc):
-                    raise _LostRace from exc
-                log.exception("handler failed for %s", msg.userid)
-            # The handler's work is rolled back; the apology is the message's answer.
-            reply = Reply(messages.INTERNAL_ERROR)
+        with nullcontext(bind) if bind is not None else self.engine.connect() as conn:
+            return await self._transaction(msg, conn, once=once, rerun=rerun, races=races)
+
+    async def _transaction(
+        self, msg: Inbound, conn: Connection, *, once: Once | None, rerun: bool, races: bool
+    ) -> Reply:
+        # The transaction is the connection's; the ORM session, for handlers that use one,
+        # joins it (Context.session). This runs for every message: the sender is read with a
+        # prepared statement, and a handler that needs no session (帮助) costs no session.
+        trans = conn.begin()
+        try:
+            if rerun and self.engine.dialect.name == "sqlite":
+                # Take the write lock before reading (a write that matches no row still takes
+                # it, and waits busy_timeout for it): this run's snapshot cannot go stale.
+                conn.execute(sql("UPDATE appstate SET name = name WHERE 0"))
+            found = read_sender(conn, msg.userid)
+            if found is not None and found[0].active and once is not None:
+                once.check(conn)
+        except Exception as exc:
+            trans.rollback()
+            if races and lost_race(exc):
+                raise _LostRace from exc
+            raise
+        if found is None or not found[0].active:
+            # Nothing is recorded for strangers: one polite refusal.
+            trans.rollback()
+            return Reply(messages.NOT_ON_ROSTER, known=False)
+        member, branch = found
+        ctx = Context(
+            conn=conn,
+            clock=self.clock,
+            settings=self.settings,
+            sender=member,
+            roles=roles_of(member),
+            branch=branch,
+            channel=msg.channel,
+            commands=self.table,
+        )
+        text = msg.event_key or msg.normalized
+        try:
+            await self._dispatch(text, msg, ctx)
+            reply = Reply("\n".join(ctx.replies), dict(ctx.extras))
+            ctx.flush()
             if once is not None:
-                once.seal(session.connection(), reply)
-                session.commit()
+                once.seal(conn, reply)
+            trans.commit()
             return reply
+        except Exception as exc:
+            if trans.is_active:  # a failed flush has rolled it back already (the session)
+                trans.rollback()
+            if isinstance(exc, AlreadyHandled):
+                raise
+            if races and lost_race(exc):
+                raise _LostRace from exc
+            log.exception("handler failed for %s", msg.userid)
+        finally:
+            ctx.close()
+        # The handler's work is rolled back; the apology is the message's answer.
+        reply = Reply(messages.INTERNAL_ERROR)
+        if once is not None:
+            with conn.begin():
+                once.seal(conn, reply)
+        return reply
 
     async def _dispatch(self, text: str, msg: Inbound, ctx: Context) -> None:
         if not text:

@@ -537,19 +537,34 @@ def test_quick_messages_stay_on_the_event_loop_while_others_write(player, engine
 
 def test_the_wal_is_checkpointed_off_the_event_loop(player, engine, monkeypatch, bot_url):
     """On SQLite the event loop's connection never checkpoints (a stall for every request);
-    a handler thread does it every CHECKPOINT_EVERY quick messages, so the WAL stays short."""
+    a handler thread does it every CHECKPOINT_EVERY quick messages, and nothing holds an old
+    snapshot that would keep it from copying the whole WAL."""
     if engine.dialect.name != "sqlite":
         pytest.skip("the WAL is SQLite's")
     import bot.callback
 
     monkeypatch.setattr(bot.callback, "CHECKPOINT_EVERY", 20)
+    runs: list[str] = []
+    real = bot.callback.CallbackService._checkpoint
+
+    def counted(self):
+        runs.append(threading.current_thread().name)
+        real(self)
+
+    monkeypatch.setattr(bot.callback.CallbackService, "_checkpoint", counted)
     for _ in range(150):
         assert "帮助" in player.say("zhangsan", "帮助").content
     time.sleep(0.3)  # the last checkpoint's thread
+    # One every 20 messages (one may be skipped while the one before still runs), never on
+    # the event loop's thread.
+    assert len(runs) >= 6, runs
+    assert all(name.startswith("mofan-callback") for name in runs), runs
     raw = engine.raw_connection()
     try:
-        busy, frames, _ = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        busy, frames, copied = raw.driver_connection.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        ).fetchone()
     finally:
         raw.close()
-    # Each message writes a few pages; 150 of them unchecked would leave 450 frames or more.
-    assert frames < 150, frames
+    # Between messages no connection holds a read snapshot: the whole WAL can be copied.
+    assert (busy, copied) == (0, frames), (busy, frames, copied)

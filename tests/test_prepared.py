@@ -9,8 +9,8 @@ from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from bot.models import Member, Notice, NoticeReceipt, Org
-from bot.prepared import columns_of, connection, load
-from bot.router import find_sender
+from bot.prepared import adopt, columns_of, connection, load
+from bot.router import read_sender
 from bot.store import confirm_notice, latest_unconfirmed_notice, receipt_of
 from tests.factories import small_bureau
 
@@ -36,16 +36,20 @@ def test_the_sender_loads_as_the_orm_would_load_them(engine):
             .where(col(Member.userid) == "zhangsan")
         ).one()
         want = (_values(expected[0]), _values(expected[1]))
-    with Session(engine) as s:
-        found = find_sender(s, "zhangsan")
+    with engine.connect() as conn, conn.begin():
+        found = read_sender(conn, "zhangsan")
         assert found is not None
         member, branch = found
         assert (_values(member), _values(branch)) == want
         assert member.updated_at.tzinfo is not None and member.active is True
-        assert find_sender(s, "nobody") is None
-        # Loaded rows are the session's own: a change is written on commit.
-        member.duties = "宣传委员"
-        s.commit()
+        assert read_sender(conn, "nobody") is None
+        # Adopted by a session, they are its rows: a change is written on commit, and the
+        # session's own queries return the same objects.
+        with Session(conn, join_transaction_mode="rollback_only") as s:
+            adopt(s, (member, branch))
+            assert s.get(Member, member.id) is member
+            member.duties = "宣传委员"
+            s.flush()
     with Session(engine) as s:
         assert s.scalars(select(Member).where(col(Member.userid) == "zhangsan")).one().duties == (
             "宣传委员"

@@ -161,3 +161,65 @@ def test_help_for_one_command(session, engine, clock, settings):
 
     assert say("wangshuji", "帮助 安排").startswith("安排 <类型> <日期> <时间>")
     assert say("zhangsan", "帮助 安排") == "您可用的命令里没有「安排」。说「帮助」查看可用命令。"
+
+
+def _run_one(engine, clock, settings, handle) -> str:
+    router = Router(
+        engine=engine,
+        clock=clock,
+        settings=settings,
+        table=[Command("t", ("试",), EVERYONE, "", handle)],
+    )
+    return asyncio.run(router.handle(Inbound(userid="zhangsan", text="试"))).text
+
+
+def _member(engine, member_id: int):
+    from sqlmodel import Session
+
+    from bot.models import Member
+
+    with Session(engine) as fresh:
+        return fresh.get(Member, member_id)
+
+
+def test_a_change_to_the_sender_is_kept_with_or_without_the_session(
+    session, engine, clock, settings
+):
+    """The message's ORM session is made only when a handler uses it; the sender is its row
+    either way, so what a handler changes on it is written."""
+    from bot.models import Feedback, Member
+
+    p = small_bureau(session)
+
+    async def rename(req: Request, ctx) -> None:
+        ctx.sender.name = "张三丰"  # the session is not touched
+        ctx.reply("ok")
+
+    assert _run_one(engine, clock, settings, rename) == "ok"
+    assert _member(engine, p["member"].id).name == "张三丰"
+
+    async def through_session(req: Request, ctx) -> None:
+        ctx.sender.duties = "宣传委员"  # before the session exists
+        assert ctx.session.get(Member, ctx.sender.id) is ctx.sender
+        ctx.session.add(Feedback(member_id=ctx.sender.id, text="意见", at=ctx.now))
+        ctx.reply("ok")
+
+    assert _run_one(engine, clock, settings, through_session) == "ok"
+    assert _member(engine, p["member"].id).duties == "宣传委员"
+    assert session.execute(select(func.count()).select_from(Feedback)).scalar_one() == 1
+
+
+def test_a_failed_flush_answers_politely_with_nothing_written(session, engine, clock, settings):
+    from bot.models import Feedback
+
+    p = small_bureau(session)
+
+    async def dangling(req: Request, ctx) -> None:
+        ctx.session.add(Feedback(member_id=999_999, text="x", at=ctx.now))  # no such member
+        ctx.sender.name = "不该写入"
+        ctx.reply("ok")
+
+    assert _run_one(engine, clock, settings, dangling) == messages.INTERNAL_ERROR
+    session.rollback()
+    assert session.execute(select(func.count()).select_from(Feedback)).scalar_one() == 0
+    assert _member(engine, p["member"].id).name == "张三"
