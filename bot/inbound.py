@@ -3,8 +3,8 @@
 WeCom retries a callback it got no answer to (same MsgId, or same FromUserName + CreateTime
 + Event + EventKey for an event). The record of a handled message is written **in the
 handler's own transaction**, together with its reply and whatever the handler changed, by
-one insert-or-ignore at the end (:meth:`Once.seal`); :meth:`Once.check` looks for it before
-the handler runs. So a message's effects are committed exactly once: a retry after the first
+one insert-or-ignore at the end (:meth:`Once.seal`); the router looks for it, in the same
+query as the sender, before the handler runs (:meth:`Once.seen`). So a message's effects are committed exactly once: a retry after the first
 committed finds the record and gets the same reply back without running anything; two copies
 running at once (two workers) collide on the record's unique key, and the loser's whole
 transaction is rolled back and answered like a retry. A retry that arrives while the first
@@ -127,10 +127,10 @@ class Once:
     stored: StoredReply | None = None
     """What was kept, once sealed."""
 
-    def check(self, conn: Connection) -> None:
-        row = run(conn, _check_statement, [{"key": self.key}])
-        if row is not None:
-            raise AlreadyHandled(StoredReply.load(row[0]) if row[0] else None)
+    def seen(self, reply: str | None) -> None:
+        """The message's record was found (bot.router reads it with the sender): it was
+        handled before."""
+        raise AlreadyHandled(StoredReply.load(reply) if reply else None)
 
     def seal(self, conn: Connection, reply: Any) -> None:
         stored, outgoing = self.settle(reply)

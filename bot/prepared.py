@@ -42,6 +42,9 @@ class Prepared:
         self.sql: str = compiled.string
         self.order: list[str] | None = list(compiled.positiontup) if compiled.positiontup else None
         self.fixed = {n: b.value for n, b in compiled.binds.items() if b.value is not None}
+        self.returns_rows: bool | None = None
+        """Learnt at the first run: asking the cursor each time costs psycopg a column
+        description object per column."""
         self.processors = {}
         for name, bind in compiled.binds.items():
             proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -92,7 +95,9 @@ def run(conn: Connection, build: Build, rows: Sequence[dict[str, Any]]) -> Any:
     with _cursor(conn, build) as (cursor, prepared):
         if len(rows) == 1:
             cursor.execute(prepared.sql, prepared.params(rows[0]))
-            return cursor.fetchone() if cursor.description else cursor.rowcount
+            if prepared.returns_rows is None:
+                prepared.returns_rows = cursor.description is not None
+            return cursor.fetchone() if prepared.returns_rows else cursor.rowcount
         cursor.executemany(prepared.sql, [prepared.params(r) for r in rows])
         return None
 
@@ -159,13 +164,14 @@ def read(
 ) -> tuple[Any, ...] | None:
     """Like :func:`load`, but the instances belong to no session yet (detached, as if loaded
     by a session since closed): :func:`adopt` makes them a session's. For a caller that may
-    never need a session, which costs more than the query."""
+    never need a session, which costs more than the query. Columns the statement selects
+    after the models' follow the instances as the driver returns them."""
     row = run(conn, build, [params])
-    return (
-        None
-        if row is None
-        else tuple(_detached(shape, v) for shape, v in _split(conn, models, row))
-    )
+    if row is None:
+        return None
+    parts = list(_split(conn, models, row))
+    used = sum(len(shape.keys) for shape, _ in parts)
+    return (*(_detached(shape, values) for shape, values in parts), *row[used:])
 
 
 def adopt(session: Session, objs: Sequence[Any]) -> None:

@@ -32,7 +32,7 @@ from bot import messages
 from bot.clock import Clock
 from bot.config import Settings
 from bot.inbound import AlreadyHandled
-from bot.models import Member, Org
+from bot.models import InboundMessage, Member, Org
 from bot.outbox import Outgoing, enqueue, text_body
 from bot.prepared import adopt, columns_of, read
 from bot.roles import ROLE_LABELS, Role, roles_of
@@ -199,11 +199,15 @@ class Reply:
 
 class Once(Protocol):
     """Exactly-once for one inbound message, inside the handler's own transaction (the
-    callback's dedupe, bot.inbound.Once). ``check`` runs before the handler and ``seal``
-    after it, before the commit; either raises :class:`bot.inbound.AlreadyHandled` when the
-    message was handled before, and the router then rolls everything back."""
+    callback's dedupe, bot.inbound.Once). The message's record under ``key`` is read with
+    the sender (one query) and, if there is one, given to ``seen`` before the handler runs;
+    ``seal`` runs after the handler, before the commit. Either raises
+    :class:`bot.inbound.AlreadyHandled` when the message was handled before, and the router
+    then rolls everything back."""
 
-    def check(self, conn: Connection) -> None: ...
+    key: str
+
+    def seen(self, reply: str | None) -> None: ...
 
     def seal(self, conn: Connection, reply: Reply) -> None: ...
 
@@ -256,18 +260,34 @@ def usage_for(roles: frozenset[Role], table: Sequence[Command] | None = None) ->
 
 def _sender_statement(dialect: str) -> Any:
     return (
-        select(*columns_of(Member, Org))
+        select(*columns_of(Member, Org), col(InboundMessage.id), col(InboundMessage.reply))
         .join(Org, col(Org.id) == col(Member.branch_id))
+        .outerjoin(InboundMessage, col(InboundMessage.dedupe_key) == bindparam("key"))
         .where(col(Member.userid) == bindparam("userid"))
     )
 
 
-def read_sender(conn: Connection, userid: str) -> tuple[Member, Org] | None:
-    """The member and their branch in one prepared query (a fifth of the ORM select's
-    Python; this runs for every message), as rows of no session yet: the message's session,
-    if a handler uses one, adopts them (:attr:`Context.session`)."""
-    found = read(conn, _sender_statement, (Member, Org), {"userid": userid})
-    return None if found is None else (found[0], found[1])
+@dataclass(frozen=True)
+class Sender:
+    member: Member
+    branch: Org
+    handled: bool
+    """The message under the given dedupe key was handled before (its record exists)."""
+    reply: str | None
+    """That record's stored reply."""
+
+
+def read_sender(conn: Connection, userid: str, key: str | None = None) -> Sender | None:
+    """The member, their branch and the record of the message under ``key`` (if any) in one
+    prepared query: this runs for every message, and the prepared statement costs a fifth of
+    the ORM select's Python (on PostgreSQL each round trip saved counts as much). The rows
+    belong to no session yet: the message's session, if a handler uses one, adopts them
+    (:attr:`Context.session`)."""
+    found = read(conn, _sender_statement, (Member, Org), {"userid": userid, "key": key})
+    if found is None:
+        return None
+    member, branch, record_id, reply = found
+    return Sender(member, branch, record_id is not None, reply)
 
 
 ATTEMPTS = 5
@@ -379,19 +399,19 @@ class Router:
                 # Take the write lock before reading (a write that matches no row still takes
                 # it, and waits busy_timeout for it): this run's snapshot cannot go stale.
                 conn.execute(sql("UPDATE appstate SET name = name WHERE 0"))
-            found = read_sender(conn, msg.userid)
-            if found is not None and found[0].active and once is not None:
-                once.check(conn)
+            found = read_sender(conn, msg.userid, once.key if once is not None else None)
+            if found is not None and found.member.active and once is not None and found.handled:
+                once.seen(found.reply)
         except Exception as exc:
             trans.rollback()
             if races and lost_race(exc):
                 raise _LostRace from exc
             raise
-        if found is None or not found[0].active:
+        if found is None or not found.member.active:
             # Nothing is recorded for strangers: one polite refusal.
             trans.rollback()
             return Reply(messages.NOT_ON_ROSTER, known=False)
-        member, branch = found
+        member, branch = found.member, found.branch
         ctx = Context(
             conn=conn,
             clock=self.clock,

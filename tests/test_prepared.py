@@ -38,8 +38,8 @@ def test_the_sender_loads_as_the_orm_would_load_them(engine):
         want = (_values(expected[0]), _values(expected[1]))
     with engine.connect() as conn, conn.begin():
         found = read_sender(conn, "zhangsan")
-        assert found is not None
-        member, branch = found
+        assert found is not None and not found.handled
+        member, branch = found.member, found.branch
         assert (_values(member), _values(branch)) == want
         assert member.updated_at.tzinfo is not None and member.active is True
         assert read_sender(conn, "nobody") is None
@@ -54,6 +54,30 @@ def test_the_sender_loads_as_the_orm_would_load_them(engine):
         assert s.scalars(select(Member).where(col(Member.userid) == "zhangsan")).one().duties == (
             "宣传委员"
         )
+
+
+def test_the_senders_query_finds_the_messages_record(engine):
+    """The dedupe record is read in the sender's query: handled or not, and its reply."""
+    from bot.models import InboundMessage
+
+    with Session(engine) as s:
+        small_bureau(s)
+        s.add(
+            InboundMessage(
+                dedupe_key="msg:1",
+                userid="zhangsan",
+                received_at=AT,
+                reply='{"mode": "passive", "text": "好"}',
+            )
+        )
+        s.add(InboundMessage(dedupe_key="msg:2", userid="zhangsan", received_at=AT, reply=None))
+        s.commit()
+    with engine.connect() as conn, conn.begin():
+        one, two, three = (read_sender(conn, "zhangsan", k) for k in ("msg:1", "msg:2", "msg:3"))
+        assert one and (one.handled, one.reply) == (True, '{"mode": "passive", "text": "好"}')
+        assert two and (two.handled, two.reply) == (True, None)
+        assert three and (three.handled, three.reply) == (False, None)
+        assert read_sender(conn, "nobody", "msg:1") is None
 
 
 def test_a_row_the_session_holds_comes_back_as_it_is_held(engine):
