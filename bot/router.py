@@ -149,6 +149,12 @@ class Context:
         if self._session is not None:
             self._session.flush()
 
+    def connection(self) -> Connection:
+        """The transaction's connection for prepared statements (bot.prepared), with what the
+        handler changed through the session written first."""
+        self.flush()
+        return self.conn
+
     def close(self) -> None:
         if self._session is not None:
             self._session.close()

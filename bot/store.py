@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -554,30 +554,33 @@ def receipt_of(*, session: Session, notice_id: int, member_id: int) -> NoticeRec
     return None if found is None else found[0]
 
 
-def _latest_unconfirmed_statement(dialect: str) -> Any:
-    return (
-        select(*columns_of(Notice))
-        .join(NoticeReceipt, col(NoticeReceipt.notice_id) == col(Notice.id))
-        .where(
-            col(NoticeReceipt.member_id) == bindparam("member_id"),
-            col(NoticeReceipt.confirmed_at).is_(None),
-        )
+def _confirm_latest_statement(dialect: str) -> Any:
+    mine = NoticeReceipt.__table__.alias("mine")  # type: ignore[attr-defined]
+    latest = (
+        select(mine.c.id)
+        .join(Notice, col(Notice.id) == mine.c.notice_id)
+        .where(mine.c.member_id == bindparam("member_id"), mine.c.confirmed_at.is_(None))
         .order_by(col(Notice.created_at).desc(), col(Notice.id).desc())
         .limit(1)
+        .scalar_subquery()
+    )
+    text = select(col(Notice.text)).where(col(Notice.id) == col(NoticeReceipt.notice_id))
+    return (
+        update(NoticeReceipt)
+        .where(col(NoticeReceipt.id) == latest)
+        .values(confirmed_at=bindparam("at", type_=UTCDateTime()))
+        .returning(col(NoticeReceipt.notice_id), text.scalar_subquery())
     )
 
 
-def latest_unconfirmed_notice(*, session: Session, member_id: int) -> Notice | None:
-    """The newest notice ``member_id`` has not confirmed (收到 alone; statements prepared,
-    since a burst of 收到 follows every notice)."""
-    found = load(
-        session,
-        connection(session),
-        _latest_unconfirmed_statement,
-        (Notice,),
-        {"member_id": member_id},
-    )
-    return None if found is None else found[0]
+def confirm_latest(*, conn: Connection, member_id: int, at: datetime) -> tuple[int, str] | None:
+    """收到 alone: confirm the newest notice ``member_id`` has not confirmed, and return its
+    id and text (None: nothing is waiting). One prepared statement on the message's
+    connection (:meth:`bot.router.Context.connection`), since a burst of 收到 follows every
+    notice: choosing and confirming cannot be split by another tap. A receipt some session
+    holds is not updated; code that holds receipts uses :func:`confirm_notice`."""
+    row = run(conn, _confirm_latest_statement, [{"member_id": member_id, "at": at}])
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def _unconfirmed_statement(dialect: str) -> Any:

@@ -30,12 +30,12 @@ from bot.parse import ParseError, take_int
 from bot.roles import EVERYONE, OFFICE, SECRETARIES, Role
 from bot.router import Command, Context, Request
 from bot.store import (
+    confirm_latest,
     confirm_notice,
     confirmation_counts,
     count_nudges,
     latest_notice,
     latest_notice_for_branch,
-    latest_unconfirmed_notice,
     list_branches,
     notice_receipts,
     receipt_of,
@@ -46,20 +46,21 @@ from handlers.common import later_note, reply_parse_error, sees_everything, send
 async def handle_confirm(req: Request, ctx: Context) -> None:
     notice_id, _ = take_int(req.args)
     uid = ctx.sender.id or 0
-    notice: Notice | None
     if notice_id is None:
-        notice = latest_unconfirmed_notice(session=ctx.session, member_id=uid)
-        if notice is None:
+        done = confirm_latest(conn=ctx.connection(), member_id=uid, at=ctx.now)
+        if done is None:
             ctx.reply(msg.CONFIRM_NOTHING)
             return
-    else:
-        notice = ctx.session.get(Notice, notice_id)
-        if (
-            notice is None
-            or receipt_of(session=ctx.session, notice_id=notice_id, member_id=uid) is None
-        ):
-            ctx.reply(msg.CONFIRM_NOT_YOURS.format(id=notice_id))
-            return
+        ctx.reply(msg.CONFIRM_DONE.format(id=done[0], text=msg.preview(done[1])))
+        ctx.extras["card_update"] = {"replace_name": msg.BUTTON_CONFIRMED}
+        return
+    notice = ctx.session.get(Notice, notice_id)
+    if (
+        notice is None
+        or receipt_of(session=ctx.session, notice_id=notice_id, member_id=uid) is None
+    ):
+        ctx.reply(msg.CONFIRM_NOT_YOURS.format(id=notice_id))
+        return
     nid = notice.id or 0
     if confirm_notice(session=ctx.session, notice_id=nid, member_id=uid, at=ctx.now):
         ctx.reply(msg.CONFIRM_DONE.format(id=nid, text=msg.preview(notice.text)))

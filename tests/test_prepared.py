@@ -11,7 +11,7 @@ from sqlmodel import Session, col
 from bot.models import Member, Notice, NoticeReceipt, Org
 from bot.prepared import adopt, columns_of, connection, load
 from bot.router import read_sender
-from bot.store import confirm_notice, latest_unconfirmed_notice, receipt_of
+from bot.store import confirm_notice, receipt_of
 from tests.factories import small_bureau
 
 AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -92,6 +92,8 @@ def test_a_row_the_session_holds_comes_back_as_it_is_held(engine):
 
 
 def test_pending_changes_are_flushed_before_a_prepared_read(engine):
+    from bot.store import unconfirmed_notices
+
     with Session(engine) as s:
         people = small_bureau(s)
         s.commit()
@@ -99,7 +101,33 @@ def test_pending_changes_are_flushed_before_a_prepared_read(engine):
         s.add(notice)
         s.flush()
         s.add(NoticeReceipt(notice_id=notice.id, member_id=people["member"].id))  # pending
-        assert latest_unconfirmed_notice(session=s, member_id=people["member"].id) is notice
+        assert unconfirmed_notices(session=s, member_id=people["member"].id) == [notice]
+
+
+def test_confirming_the_latest_takes_the_newest_waiting_notice_once(engine):
+    """收到 alone: the newest notice not yet confirmed, chosen and confirmed in one statement;
+    then the one before it; then nothing. Another member's receipts are untouched."""
+    from bot.store import confirm_latest
+
+    with Session(engine) as s:
+        people = small_bureau(s)
+        mid, other = int(people["member"].id), int(people["member2"].id)
+        older = Notice(text="旧通知", scope="全体", created_at=AT)
+        newer = Notice(text="新通知", scope="全体", created_at=AT.replace(hour=3))
+        s.add_all([older, newer])
+        s.flush()
+        for n in (older, newer):
+            s.add_all([NoticeReceipt(notice_id=n.id, member_id=m) for m in (mid, other)])
+        s.commit()
+        ids = (int(newer.id or 0), int(older.id or 0))
+    later = AT.replace(hour=5)
+    with engine.connect() as conn, conn.begin():
+        assert confirm_latest(conn=conn, member_id=mid, at=later) == (ids[0], "新通知")
+        assert confirm_latest(conn=conn, member_id=mid, at=later) == (ids[1], "旧通知")
+        assert confirm_latest(conn=conn, member_id=mid, at=later) is None
+    with Session(engine) as s:
+        assert receipt_of(session=s, notice_id=ids[0], member_id=mid).confirmed_at == later  # type: ignore[union-attr]
+        assert receipt_of(session=s, notice_id=ids[0], member_id=other).confirmed_at is None  # type: ignore[union-attr]
 
 
 def test_a_confirmation_reaches_the_receipt_the_session_holds(engine):
@@ -120,7 +148,6 @@ def test_a_confirmation_reaches_the_receipt_the_session_holds(engine):
         s.commit()
     with Session(engine) as s:
         assert receipt_of(session=s, notice_id=nid, member_id=mid).confirmed_at == AT  # type: ignore[union-attr]
-        assert latest_unconfirmed_notice(session=s, member_id=mid) is None
 
 
 def test_every_row_loads_in_order_and_held_rows_come_back_as_held(engine):
