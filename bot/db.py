@@ -95,6 +95,14 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def engine_of(session: Session) -> Engine:
+    """The engine behind ``session``, whether it is bound to the engine or to one of its
+    connections (a handler's session is: bot.router.Context.session). Per-database caches
+    are keyed by it."""
+    engine: Engine = session.get_bind().engine
+    return engine
+
+
 def insert_ignore(
     session: Session, model: Any, rows: Sequence[dict[str, Any]], *, keys: Sequence[str]
 ) -> int:

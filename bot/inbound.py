@@ -4,13 +4,13 @@ WeCom retries a callback it got no answer to (same MsgId, or same FromUserName +
 + Event + EventKey for an event). The record of a handled message is written **in the
 handler's own transaction**, together with its reply and whatever the handler changed, by
 one insert-or-ignore at the end (:meth:`Once.seal`); the router looks for it, in the same
-query as the sender, before the handler runs (:meth:`Once.seen`). So a message's effects are committed exactly once: a retry after the first
-committed finds the record and gets the same reply back without running anything; two copies
-running at once (two workers) collide on the record's unique key, and the loser's whole
-transaction is rolled back and answered like a retry. A retry that arrives while the first
-is still running in the same process is answered empty by the callback (which keeps the keys
-in flight), and after the reply went out through the outbox a retry is answered empty too:
-the member sees the reply once.
+query as the sender, before the handler runs (:meth:`Once.seen`). So a message's effects
+are committed exactly once: a retry after the first committed finds the record and gets the
+same reply back without running anything; two copies running at once (two workers) collide
+on the record's unique key, and the loser's whole transaction is rolled back and answered
+like a retry. A retry that arrives while the first is still running in the same process is
+answered empty by the callback (which keeps the keys in flight), and after the reply went out
+through the outbox a retry is answered empty too: the member sees the reply once.
 
 A handler that failed leaves nothing of its work; its apology is the stored reply. Nothing
 at all is written for someone who is not an active roster member.

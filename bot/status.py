@@ -58,6 +58,7 @@ from bot import messages as msg
 from bot.calendar import local_date, period_of
 from bot.clock import SHANGHAI, to_utc
 from bot.config import CadenceRule, Period, Settings
+from bot.db import engine_of
 from bot.models import (
     Attendance,
     DuesRecord,
@@ -1071,7 +1072,7 @@ def daily_scorecards(
     in this process; each worker computes its own once a day.
     """
     today = local_date(now)
-    engine = session.get_bind()
+    engine = engine_of(session)
     key = (today, _settings_key(settings), _ids(branches))
     per_engine = _DAILY.setdefault(engine, {})
     cards = per_engine.get(key)
@@ -1108,7 +1109,7 @@ def bureau_unmet(
     总览 does not recount three hundred branches' meetings for every reader.
     """
     today = local_date(now)
-    engine = session.get_bind()
+    engine = engine_of(session)
     latest = session.scalar(select(func.max(Meeting.id)))
     key = (today, _settings_key(settings), _ids(branches), latest)
     hit = _LIVE.get(engine)
@@ -1226,7 +1227,7 @@ def overview(
         snapshot = daily_scorecards(session=session, settings=settings, now=now, branches=branches)
         current = bureau_unmet(session=session, settings=settings, branches=branches, now=now)
         overdue = _overdue_tasks(session, today)
-        cards = _live_cards(session.get_bind(), snapshot, current, overdue, branches.ids)
+        cards = _live_cards(engine_of(session), snapshot, current, overdue, branches.ids)
         as_of = today
     recent = list(
         session.scalars(

@@ -30,7 +30,7 @@ from sqlmodel import Session, col
 
 from bot.calendar import WorkCalendar, local_date, period_of
 from bot.config import Settings
-from bot.db import among
+from bot.db import among, engine_of
 from bot.models import (
     Attendance,
     DuesRecord,
@@ -72,8 +72,7 @@ _CACHES: WeakKeyDictionary[Engine, _Cache] = WeakKeyDictionary()
 
 
 def _cache(session: Session) -> _Cache:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
+    engine = engine_of(session)
     if engine not in _CACHES:
         _CACHES[engine] = _Cache()
     return _CACHES[engine]

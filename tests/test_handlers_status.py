@@ -218,3 +218,23 @@ def test_overview_shows_an_overdue_task_at_once_and_drops_it_when_done(
     session.add(task)
     session.commit()
     assert "逾期任务" not in b1_owes()
+
+
+def test_the_overview_computes_the_years_scorecards_once_a_day(bureau, chat, monkeypatch):
+    """总览's year-to-date snapshot is kept per database for the day (about a second in a
+    large bureau): each message has its own session and connection, and the second 总览 of
+    the day reads the snapshot instead of the whole year again."""
+    import bot.status
+
+    runs = []
+    real = bot.status.scorecards
+
+    def counted(**kw):
+        runs.append(kw["now"])
+        return real(**kw)
+
+    monkeypatch.setattr(bot.status, "scorecards", counted)
+    first = chat(bureau["office"], "总览")
+    assert chat(bureau["office"], "总览") == first
+    assert chat(bureau["leader"], "总览") == first
+    assert len(runs) == 1
