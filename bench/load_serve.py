@@ -128,6 +128,18 @@ def wait_for(what: str, done: Any, timeout: float) -> float | None:
     return None
 
 
+def handovers(port: int) -> float:
+    """``mofan_callback_handovers_total`` on the bot's /metrics (every worker's): quick
+    messages that met a lock held past QUICK_LOCK_WAIT_MS and went to a handler thread."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    name = "mofan_callback_handovers_total"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
 def run_burst(args: argparse.Namespace, bot: Server, fake: Fake, url: str) -> list[str]:
     engine = make_engine(url)
     failures: list[str] = []
@@ -171,10 +183,14 @@ def run_burst(args: argparse.Namespace, bot: Server, fake: Fake, url: str) -> li
         rng.shuffle(order)
         ids = {u: 1_000_000 + i for i, u in enumerate(order)}
         reqs = [wire(wecom, u, "收到", ids[u], close=True) for u in order]
-        cpu = cpu_seconds(bot.proc.pid)
+        cpu, handed = cpu_seconds(bot.proc.pid), handovers(bot.port)
         shots = asyncio.run(burst(bot.port, reqs, args.window))
         cpu_ms = (cpu_seconds(bot.proc.pid) - cpu) * 1000
         failures += check_burst(args, wecom, order, shots, notice_id, cpu_ms)
+        print(
+            f"    handed to handler threads (a lock held elsewhere): "
+            f"{handovers(bot.port) - handed:.0f} of {len(reqs)}"
+        )
 
     # A handler past the budget goes on after its empty 200: wait until every message has its
     # reply stored, and the answers that go through the API have been sent.
