@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col
 
 from bot.models import Member, Notice, NoticeReceipt, Org
@@ -43,13 +44,19 @@ def test_the_sender_loads_as_the_orm_would_load_them(engine):
         assert (_values(member), _values(branch)) == want
         assert member.updated_at.tzinfo is not None and member.active is True
         assert read_sender(conn, "nobody") is None
-        # Adopted by a session, they are its rows: a change is written on commit, and the
-        # session's own queries return the same objects.
+        # Adopted by a session, they are its rows: a change is written on flush, the
+        # session's own queries return the same objects, and closing it lets them go.
         with Session(conn, join_transaction_mode="rollback_only") as s:
             adopt(s, (member, branch))
             assert s.get(Member, member.id) is member
+            assert object_session(member) is s and not s.dirty
             member.duties = "宣传委员"
+            assert [x is member for x in s.dirty] == [True]
             s.flush()
+            assert not s.dirty
+            s.expire(branch)
+            assert branch.name == "第一党支部"  # reloaded through the session
+        assert object_session(member) is None and member.duties == "宣传委员"
     with Session(engine) as s:
         assert s.scalars(select(Member).where(col(Member.userid) == "zhangsan")).one().duties == (
             "宣传委员"
