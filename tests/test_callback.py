@@ -19,7 +19,15 @@ from bot import messages
 from bot.app import create_app
 from bot.fake_wecom import DEFAULT_AES_KEY, DEFAULT_TOKEN, WeComPlayer
 from bot.inbound import StoredReply
-from bot.models import AppState, InboundMessage, Notice, NoticeReceipt, OutboxMessage
+from bot.models import (
+    AppState,
+    Feedback,
+    InboundMessage,
+    Member,
+    Notice,
+    NoticeReceipt,
+    OutboxMessage,
+)
 from bot.roles import EVERYONE
 from bot.router import Command, Context, Request, Router, commands
 from tests.factories import small_bureau
@@ -73,6 +81,14 @@ async def _slow_until_done(req: Request, ctx: Context) -> None:
     ctx.reply("导出好了")
 
 
+async def _fails_at_flush(req: Request, ctx: Context) -> None:
+    """A change the database refuses only when the router writes it (after the handler)."""
+    CALLS.append("fails_at_flush")
+    ctx.sender.name = "不该写入"
+    ctx.session.add(Feedback(member_id=999_999, text="无此人", at=ctx.now))
+    ctx.reply("好的")
+
+
 async def _breaks(req: Request, ctx: Context) -> None:
     CALLS.append("breaks")
     ctx.session.add(AppState(name="written-before-failing", value="x"))
@@ -102,6 +118,7 @@ async def _raced(req: Request, ctx: Context) -> None:
 TEST_COMMANDS = [
     Command("slow_until_done", ("导出慢",), EVERYONE, "", _slow_until_done),
     Command("breaks", ("坏了",), EVERYONE, "", _breaks, quick=True),
+    Command("fails_at_flush", ("写不进",), EVERYONE, "", _fails_at_flush, quick=True),
     Command("raced", ("抢答",), EVERYONE, "", _raced),
     Command("echo", ("回声",), EVERYONE, "", _echo),
     Command("slow", ("慢",), EVERYONE, "", _slow),
@@ -485,6 +502,23 @@ def test_a_failing_handler_leaves_nothing_and_its_retry_gets_the_same_apology(pl
     with Session(engine) as s:
         assert s.get(AppState, "written-before-failing") is None
     assert counts(engine)["inboundmessage"] == 1
+
+
+def test_a_change_refused_at_the_end_leaves_nothing_and_its_retry_gets_the_apology(player, engine):
+    """The handler returned, but the database refused what it changed when the router wrote
+    it: everything is rolled back, the apology is recorded in a transaction of its own, and
+    the retry is answered from that record."""
+    params, body = player.envelope(player.text_xml("zhangsan", "写不进", msg_id=3232))
+    first = player.post("", params=params, body=body)
+    again = player.post("", params=params, body=body)
+    assert first.content == again.content == messages.INTERNAL_ERROR
+    assert CALLS == ["fails_at_flush"]
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Feedback)) == 0
+        assert s.scalar(select(Member.name).where(Member.userid == "zhangsan")) == "张三"
+    assert counts(engine)["inboundmessage"] == 1
+    # The event loop's connection is usable afterwards.
+    assert "帮助" in player.say("zhangsan", "帮助").content
 
 
 def test_two_copies_of_a_message_at_once_commit_once(player, engine):
