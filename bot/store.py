@@ -554,16 +554,22 @@ def receipt_of(*, session: Session, notice_id: int, member_id: int) -> NoticeRec
     return None if found is None else found[0]
 
 
+def _waiting(receipts: Any, *columns: Any) -> Any:
+    """``columns`` over the notices waiting for the member's 收到 (``receipts``: the receipt
+    table or an alias of it), newest first: what 收到 alone confirms first is what 我的 lists
+    first."""
+    return (
+        select(*columns)
+        .select_from(receipts)
+        .join(Notice, col(Notice.id) == receipts.c.notice_id)
+        .where(receipts.c.member_id == bindparam("member_id"), receipts.c.confirmed_at.is_(None))
+        .order_by(col(Notice.created_at).desc(), col(Notice.id).desc())
+    )
+
+
 def _confirm_latest_statement(dialect: str) -> Any:
     mine = NoticeReceipt.__table__.alias("mine")  # type: ignore[attr-defined]
-    latest = (
-        select(mine.c.id)
-        .join(Notice, col(Notice.id) == mine.c.notice_id)
-        .where(mine.c.member_id == bindparam("member_id"), mine.c.confirmed_at.is_(None))
-        .order_by(col(Notice.created_at).desc(), col(Notice.id).desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    latest = _waiting(mine, mine.c.id).limit(1).scalar_subquery()
     text = select(col(Notice.text)).where(col(Notice.id) == col(NoticeReceipt.notice_id))
     return (
         update(NoticeReceipt)
@@ -584,16 +590,8 @@ def confirm_latest(*, conn: Connection, member_id: int, at: datetime) -> tuple[i
 
 
 def _unconfirmed_statement(dialect: str) -> Any:
-    return (
-        select(*columns_of(Notice))
-        .join(NoticeReceipt, col(NoticeReceipt.notice_id) == col(Notice.id))
-        .where(
-            col(NoticeReceipt.member_id) == bindparam("member_id"),
-            col(NoticeReceipt.confirmed_at).is_(None),
-        )
-        .order_by(col(Notice.created_at).desc(), col(Notice.id).desc())
-        .limit(bindparam("limit"))
-    )
+    receipts = NoticeReceipt.__table__  # type: ignore[attr-defined]
+    return _waiting(receipts, *columns_of(Notice)).limit(bindparam("limit"))
 
 
 def unconfirmed_notices(*, session: Session, member_id: int, limit: int = 5) -> list[Notice]:

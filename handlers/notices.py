@@ -52,22 +52,20 @@ async def handle_confirm(req: Request, ctx: Context) -> None:
             ctx.reply(msg.CONFIRM_NOTHING)
             return
         ctx.reply(msg.CONFIRM_DONE.format(id=done[0], text=msg.preview(done[1])))
-        ctx.extras["card_update"] = {"replace_name": msg.BUTTON_CONFIRMED}
-        return
-    notice = ctx.session.get(Notice, notice_id)
-    if (
-        notice is None
-        or receipt_of(session=ctx.session, notice_id=notice_id, member_id=uid) is None
-    ):
-        ctx.reply(msg.CONFIRM_NOT_YOURS.format(id=notice_id))
-        return
-    nid = notice.id or 0
-    if confirm_notice(session=ctx.session, notice_id=nid, member_id=uid, at=ctx.now):
-        ctx.reply(msg.CONFIRM_DONE.format(id=nid, text=msg.preview(notice.text)))
     else:
-        receipt = receipt_of(session=ctx.session, notice_id=nid, member_id=uid)
-        at = msg.when(receipt.confirmed_at) if receipt and receipt.confirmed_at else ""
-        ctx.reply(msg.CONFIRM_ALREADY.format(id=nid, at=at))
+        notice = ctx.session.get(Notice, notice_id)
+        if (
+            notice is None
+            or receipt_of(session=ctx.session, notice_id=notice_id, member_id=uid) is None
+        ):
+            ctx.reply(msg.CONFIRM_NOT_YOURS.format(id=notice_id))
+            return
+        if confirm_notice(session=ctx.session, notice_id=notice_id, member_id=uid, at=ctx.now):
+            ctx.reply(msg.CONFIRM_DONE.format(id=notice_id, text=msg.preview(notice.text)))
+        else:
+            receipt = receipt_of(session=ctx.session, notice_id=notice_id, member_id=uid)
+            at = msg.when(receipt.confirmed_at) if receipt and receipt.confirmed_at else ""
+            ctx.reply(msg.CONFIRM_ALREADY.format(id=notice_id, at=at))
     ctx.extras["card_update"] = {"replace_name": msg.BUTTON_CONFIRMED}
 
 
